@@ -1,0 +1,99 @@
+"""
+### `<model>_ingest`: validated, backfillable ingestion
+
+For each day (the run's data interval), wait for the partition to land in the landing folder (deferred: no worker
+slot is held), validate it with the Great Expectations suite generated from the model's contract, then
+
+* **passed**: replace the day's partition in the warehouse in one transaction and record it in the batch ledger;
+  emits the Asset `airloop://<model>/batches`;
+* **failed**: keep the files as received in the quarantine folder with the validation result, record it, alert by
+  email and Slack, and fail the run with the reason.
+
+Re-running or backfilling a day replaces it; nothing is duplicated. Generated from `config/models/<model>.yaml`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Asset, TriggerRule, task
+
+from airloop.airflow import dagkit
+from airloop.airflow.sensors import LandedPartitionSensor
+from airloop.spec import ModelSpec
+
+
+def ingest_dag(spec: ModelSpec) -> DAG:
+    model = spec.name
+    batches = Asset(spec.batches_asset)
+    with DAG(
+        dag_id=f"{model}_ingest",
+        description=f"Validated daily ingestion of {model}",
+        schedule=dagkit.timetable(spec),
+        start_date=dagkit.start(spec),
+        end_date=dagkit.end(spec),
+        catchup=spec.catchup,
+        max_active_runs=4,
+        default_args=dagkit.default_args(spec),
+        tags=["airloop", model, "ingest", *spec.tags],
+        doc_md=__doc__,
+        is_paused_upon_creation=False,
+    ) as dag:
+        wait = LandedPartitionSensor(
+            task_id="wait_for_partition",
+            model=model,
+            partition="{{ data_interval_start | ds }}",
+            wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
+            poke_interval=spec.source.poke_interval_seconds,
+            retries=0,
+        )
+
+        @task
+        def validate_batch(data_interval_start=None) -> dict:
+            from airloop.ingest import validate_partition
+
+            return validate_partition(model, dagkit.partition_key(data_interval_start))
+
+        @task.branch
+        def route_batch(verdict: dict) -> str:
+            return "load_batch" if verdict["passed"] else "quarantine_batch"
+
+        @task(outlets=[batches])
+        def load_batch(verdict: dict, run_id=None, outlet_events=None) -> dict:
+            from airloop.ingest import load_partition
+
+            loaded = load_partition(model, verdict, run_id=run_id)
+            outlet_events[batches].extra = {"partition": loaded["partition"], "rows": loaded["rows"]}
+            return loaded
+
+        @task
+        def quarantine_batch(verdict: dict, run_id=None) -> dict:
+            from airloop.ingest import quarantine_partition
+
+            return quarantine_partition(model, verdict, run_id=run_id)
+
+        @task(retries=3, retry_delay=timedelta(seconds=10))
+        def alert_quarantine(quarantined: dict, **context) -> list:
+            from airloop.airflow.alerting import alert_quarantine
+
+            return alert_quarantine(model, quarantined, context)
+
+        # Runs once the batch is quarantined and the alerts are sent or have given up: the run shows red with
+        # the reason either way. A passed batch skips it.
+        @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, retries=0)
+        def fail_quarantined(quarantined: dict) -> None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"batch {quarantined['partition']} quarantined: {quarantined['reason']}")
+
+        verdict = validate_batch()
+        wait >> verdict
+        route = route_batch(verdict)
+        quarantined = quarantine_batch(verdict)
+        route >> [load_batch(verdict), quarantined]
+        alert_quarantine(quarantined) >> fail_quarantined(quarantined)
+    return dag
+
+
+for _spec in dagkit.model_specs():
+    globals()[f"{_spec.name}_ingest"] = ingest_dag(_spec)

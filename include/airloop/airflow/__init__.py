@@ -1,0 +1,1 @@
+"""The Airflow side of airloop: the only package that imports Airflow."""

@@ -1,0 +1,108 @@
+"""The ``airloop`` command: ``up``, ``demo``, ``land``, ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+
+from airloop.errors import AirloopError
+from airloop.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airloop", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("up", help="run Airflow and MLflow locally until Ctrl-C")
+
+    demo = commands.add_parser("demo", help="bring the stack up and replay 2013 flights into the landing folder")
+    demo.add_argument("--start", type=date.fromisoformat, default=date(2013, 1, 1))
+    demo.add_argument("--days", type=int, default=14, help="how many days to land")
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between two landed days")
+    demo.add_argument("--exit", action="store_true", help="stop the stack once the landed days are ingested")
+
+    land = commands.add_parser("land", help="land replayed 2013 flights for a range of days")
+    land.add_argument("start", type=date.fromisoformat)
+    land.add_argument("end", type=date.fromisoformat)
+    land.add_argument("--model", default="flights_delay")
+    land.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+
+    status = commands.add_parser("status", help="a model's batches")
+    status.add_argument("model")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except AirloopError as exc:
+        print(f"airloop: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _status(args: argparse.Namespace) -> int:
+    from airloop.status import format_status, model_status
+
+    result = model_status(args.model, load_settings())
+    print(json.dumps(result, indent=2) if args.json else format_status(result))
+    return 0
+
+
+def _land(args: argparse.Namespace) -> int:
+    from airloop.demo.replay import replay
+
+    config = load_settings()
+    for folder in replay(config.landing_for(args.model), args.start, args.end, args.format):
+        print(folder)
+    return 0
+
+
+def _up(_args: argparse.Namespace) -> int:
+    from airloop.stack import Stack
+
+    with Stack(load_settings(), report=print) as stack:
+        for line in stack.banner():
+            print(line)
+        stack.wait()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from airloop.demo.replay import day_frame, days, write_partition
+    from airloop.stack import Stack
+    from airloop.status import model_status
+
+    config = load_settings()
+    model = "flights_delay"
+    with Stack(config, report=print) as stack:
+        for line in stack.banner():
+            print(line)
+        landing = config.landing_for(model)
+        wanted = list(days(args.start, args.start.fromordinal(args.start.toordinal() + args.days - 1)))
+        for day in wanted:
+            write_partition(day_frame(day), landing, day)
+            print(f"landed {day} in {landing}")
+            time.sleep(args.interval)
+        done: set[str] = set()
+        while len(done) < len(wanted):
+            for batch in model_status(model, config)["batches"]:
+                if batch["partition"] not in done:
+                    done.add(batch["partition"])
+                    print(f"ingested {batch['partition']}: {batch['status']}, {batch['rows']} rows {batch['reason'] or ''}")
+            if stack.wait(timeout=2.0) is not None:
+                return 1
+        print(f"{len(done)} days ingested; `airloop status {model}` shows the ledger.")
+        if not args.exit:
+            print("The UIs stay up; Ctrl-C stops everything.")
+            stack.wait()
+    return 0
+
+
+_COMMANDS = {"up": _up, "demo": _demo, "land": _land, "status": _status}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Model specs: ``config/models/<name>.yaml``, validated with errors that name the file and the field.
+
+A spec declares a model once; the DAGs, the Great Expectations suite and the warehouse tables are derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airloop.errors import ConfigError
+
+ColumnType = Literal["integer", "number", "string", "timestamp", "boolean"]
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column of the data contract."""
+
+    name: str
+    type: ColumnType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | list[int] | None = None
+    mostly: float = Field(default=1.0, gt=0, le=1, description="share of non-null rows that must meet min/max/allowed")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "number"):
+            raise ValueError(f"min/max apply to integer or number columns, not {self.type}")
+        return self
+
+
+class RowCountSpec(_Strict):
+    min: int = Field(ge=0)
+    max: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RowCountSpec:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class ContractSpec(_Strict):
+    """What every batch must satisfy; becomes the Great Expectations suite."""
+
+    row_count: RowCountSpec
+    columns: list[ColumnSpec] = Field(min_length=1)
+    allow_extra_columns: bool = False
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, columns: list[ColumnSpec]) -> list[ColumnSpec]:
+        seen: set[str] = set()
+        for column in columns:
+            if column.name in seen:
+                raise ValueError(f"column {column.name!r} is declared twice")
+            seen.add(column.name)
+        return columns
+
+    def column(self, name: str) -> ColumnSpec:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+
+class LandingSourceSpec(_Strict):
+    """Partitions landed as files: ``<landing_dir>/<model>/date=YYYY-MM-DD/*.parquet|*.csv``."""
+
+    kind: Literal["landing"] = "landing"
+    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+    max_file_mb: float = Field(default=100, gt=0)
+    wait_timeout_minutes: float = Field(default=60, gt=0, description="how long a missing partition is waited for")
+    poke_interval_seconds: float = Field(default=30, gt=0)
+
+
+class TargetSpec(_Strict):
+    """The label: a binary target ``column > threshold``, known ``label_delay_hours`` after the event."""
+
+    column: str
+    threshold: float
+    label_delay_hours: float = Field(default=0, ge=0)
+
+
+class EmailChannel(_Strict):
+    conn_id: str = "smtp_default"
+    to: list[str] = Field(min_length=1)
+
+
+class SlackChannel(_Strict):
+    conn_id: str = "slack_default"
+
+
+class AlertsSpec(_Strict):
+    """Alert channels, by Airflow connection id (never a secret)."""
+
+    email: EmailChannel | None = None
+    slack: SlackChannel | None = None
+
+
+class ModelSpec(_Strict):
+    """A model, declared once."""
+
+    name: str
+    description: str = ""
+    owner: str = "airloop"
+    tags: list[str] = Field(default_factory=list)
+    schedule: str = "@daily"
+    start_date: date
+    end_date: date | None = None
+    catchup: bool = True
+    time_column: str
+    features: list[str] = Field(min_length=1)
+    target: TargetSpec
+    source: LandingSourceSpec = Field(default_factory=LandingSourceSpec)
+    contract: ContractSpec
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError("must be lower-case letters, digits and _ (a SQL table and DAG id prefix)")
+        return name
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> ModelSpec:
+        declared = {c.name for c in self.contract.columns}
+        for field, names in (
+            ("features", self.features),
+            ("target.column", [self.target.column]),
+            ("time_column", [self.time_column]),
+        ):
+            missing = [n for n in names if n not in declared]
+            if missing:
+                raise ValueError(f"{field}: {', '.join(missing)} not declared in contract.columns")
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+    @property
+    def batches_table(self) -> str:
+        """Warehouse table of validated batches."""
+        return f"{self.name}_batches"
+
+    @property
+    def batches_asset(self) -> str:
+        return f"airloop://{self.name}/batches"
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Read and validate one spec; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: spec file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a spec must be a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    if spec.name != path.stem:
+        raise ConfigError(f"{path}: field 'name' is {spec.name!r} but the file is named {path.stem!r}")
+    return spec
+
+
+def load_specs(models_dir: Path) -> list[ModelSpec]:
+    """All specs under ``models_dir`` (``*.yaml``), sorted by name."""
+    return [load_spec(p) for p in sorted(Path(models_dir).glob("*.yaml"))]
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = _location(error["loc"], error.get("input"))
+        problems.append(f"field '{where}': {error['msg']}" if where else error["msg"])
+    return "; ".join(problems)
+
+
+def _location(loc: tuple[int | str, ...], _input: object) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)

@@ -1,0 +1,151 @@
+"""The ingest DAG run for real with ``dag.test()``: GX validation, warehouse writes, quarantine and alerts.
+
+The warehouse is SQLite and PostgreSQL in turn (a database made for the test and dropped after it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from airloop import warehouse
+from airloop.demo.replay import day_frame, write_partition
+from airloop.spec import load_spec
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = date(2013, 1, 2)
+
+
+def _ingest_dag():
+    from airloop.settings import settings
+
+    settings.cache_clear()
+    module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.flights_delay_ingest
+
+
+def _run(day: date) -> str:
+    # A manual run processes the last complete interval before its logical date: the day before.
+    run = _ingest_dag().test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1))
+    return run.state
+
+
+def _landing(config) -> Path:
+    return config.landing_for("flights_delay")
+
+
+@pytest.fixture
+def env(airflow_db, airloop_home, warehouse_url, models_dir, catcher):
+    from airloop.settings import load_settings
+
+    config = load_settings()
+    spec = load_spec(models_dir / "flights_delay.yaml")
+    return config, spec, warehouse.engine_for(warehouse_url), catcher
+
+
+def _ledger(engine) -> dict[str, dict]:
+    return {r["partition"]: r for r in warehouse.ledger_rows(engine, "flights_delay")}
+
+
+def test_wrong_type_is_quarantined_and_alerted(env):
+    config, spec, engine, catcher = env
+    frame = day_frame(DAY)
+    frame["dep_delay"] = frame["dep_delay"].astype(object)
+    frame.loc[5, "dep_delay"] = "delayed"
+    write_partition(frame, _landing(config), DAY, "csv")
+
+    assert _run(DAY) == "failed"
+
+    row = _ledger(engine)["2013-01-02"]
+    assert row["status"] == "quarantined"
+    assert "dep_delay" in row["reason"]
+    kept = Path(row["quarantine_path"])
+    assert (kept / "flights.csv").read_bytes() == (_landing(config) / "date=2013-01-02" / "flights.csv").read_bytes()
+    assert (kept / "verdict.json").is_file()
+    assert not sa_has_rows(engine, spec)
+    [mail] = catcher.emails()
+    assert "2013-01-02" in mail["Subject"] and "quarantined" in mail["Subject"]
+    assert mail["To"] == "mlops-oncall@example.com"
+    [hook] = catcher.webhooks()
+    assert "dep_delay" in hook["text"]
+    kinds = [e["kind"] for e in warehouse.events_for(engine, "flights_delay")]
+    assert kinds.count("quarantine") == 1 and kinds.count("alert_sent") == 2
+
+
+def test_valid_day_loads_once_and_rerun_changes_nothing(env):
+    config, spec, engine, catcher = env
+    expected = len(day_frame(DAY))
+    write_partition(day_frame(DAY), _landing(config), DAY)
+
+    assert _run(DAY) == "success"
+    first = _ledger(engine)["2013-01-02"]
+    assert (first["status"], first["rows"], first["reason"]) == ("passed", expected, None)
+    assert warehouse.partition_row_count(engine, spec, "2013-01-02") == expected
+
+    assert _run(DAY) == "success"
+    again = _ledger(engine)["2013-01-02"]
+    assert warehouse.partition_row_count(engine, spec, "2013-01-02") == expected
+    assert again["checksum"] == first["checksum"] and len(_ledger(engine)) == 1
+    assert catcher.emails() == [] and catcher.webhooks() == []
+    assert (config.data_docs_dir / "index.html").is_file()
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("damage", "expected_reason"),
+    [
+        ("missing_column", "missing column(s): carrier"),
+        ("empty", "row count 0"),
+        ("zero_bytes", "empty (0 bytes)"),
+        ("bad_value", "carrier"),
+    ],
+)
+def test_bad_batches_never_reach_the_warehouse(env, damage, expected_reason):
+    config, spec, engine, catcher = env
+    frame = day_frame(DAY)
+    if damage == "missing_column":
+        write_partition(frame.drop(columns=["carrier"]), _landing(config), DAY, "csv")
+    elif damage == "empty":
+        write_partition(frame.iloc[0:0], _landing(config), DAY, "csv")
+    elif damage == "zero_bytes":
+        folder = write_partition(frame, _landing(config), DAY, "csv")
+        (folder / "flights.csv").write_bytes(b"")
+    else:
+        frame.loc[3, "carrier"] = "ZZ"
+        write_partition(frame, _landing(config), DAY)
+
+    assert _run(DAY) == "failed"
+    row = _ledger(engine)["2013-01-02"]
+    assert row["status"] == "quarantined"
+    assert expected_reason in row["reason"]
+    assert Path(row["quarantine_path"]).is_dir()
+    assert not sa_has_rows(engine, spec)
+    assert len(catcher.emails()) == 1 and len(catcher.webhooks()) == 1
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+def test_missing_partition_waits_then_fails_clearly(env, capfd):
+    config, spec, engine, catcher = env
+    started = datetime.now(UTC)
+    assert _run(DAY) == "failed"
+    waited = (datetime.now(UTC) - started).total_seconds()
+    assert waited >= 3, "the sensor must wait for the configured timeout before failing"
+    out = capfd.readouterr()
+    assert "partition 2013-01-02 of flights_delay did not land within 0:00:03" in out.out + out.err
+    assert not config.warehouse_url.startswith("sqlite") or not (config.home / "warehouse.db").exists()
+
+
+def sa_has_rows(engine, spec) -> bool:
+    import sqlalchemy as sa
+
+    if not sa.inspect(engine).has_table(spec.batches_table):
+        return False
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"select count(*) from {spec.batches_table}")).scalar_one() > 0

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airloop.errors import ConfigError
+from airloop.spec import load_spec, load_specs
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+FLIGHTS = ROOT / "config" / "models" / "flights_delay.yaml"
+
+
+def _write(tmp_path: Path, raw: dict, name: str = "flights_delay") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load(FLIGHTS.read_text())
+
+
+def test_unknown_field_names_file_and_field(tmp_path, raw):
+    raw["contract"]["columns"][2]["nulable"] = False
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+    assert "contract.columns[2].nulable" in str(err.value)
+
+
+def test_bad_type_names_the_field(tmp_path, raw):
+    raw["contract"]["columns"][0]["type"] = "int"
+    with pytest.raises(ConfigError, match=r"contract\.columns\[0\]\.type"):
+        load_spec(_write(tmp_path, raw))
+
+
+def test_feature_not_in_contract(tmp_path, raw):
+    raw["features"].append("runway")
+    with pytest.raises(ConfigError, match="features: runway not declared"):
+        load_spec(_write(tmp_path, raw))
+
+
+def test_min_above_max(tmp_path, raw):
+    raw["contract"]["columns"][1].update(min=12, max=1)
+    with pytest.raises(ConfigError, match=r"contract\.columns\[1\].*min \(12.0\) is greater than max"):
+        load_spec(_write(tmp_path, raw))
+
+
+def test_range_on_a_string_column(tmp_path, raw):
+    raw["contract"]["columns"].append({"name": "gate", "type": "string", "min": 1})
+    with pytest.raises(ConfigError, match="min/max apply to integer or number"):
+        load_spec(_write(tmp_path, raw))
+
+
+def test_duplicate_column(tmp_path, raw):
+    raw["contract"]["columns"].append(dict(raw["contract"]["columns"][0]))
+    with pytest.raises(ConfigError, match="column 'year' is declared twice"):
+        load_spec(_write(tmp_path, raw))
+
+
+def test_name_must_match_file(tmp_path, raw):
+    with pytest.raises(ConfigError, match="file is named 'other'"):
+        load_spec(_write(tmp_path, raw, name="other"))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="x.yaml: not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(ConfigError, match="spec file not found"):
+        load_spec(tmp_path / "missing.yaml")
+    not_a_mapping = tmp_path / "y.yaml"
+    not_a_mapping.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_spec(not_a_mapping)
+
+
+def test_missing_required_field(tmp_path, raw):
+    del raw["target"]
+    with pytest.raises(ConfigError, match="field 'target': Field required"):
+        load_spec(_write(tmp_path, raw))
+
+
+def test_shipped_specs_are_valid():
+    specs = load_specs(ROOT / "config" / "models")
+    assert [s.name for s in specs] == ["flights_delay"]
+    spec = specs[0]
+    assert spec.batches_asset == "airloop://flights_delay/batches"
+    assert spec.contract.column("carrier").allowed
+    assert spec.alerts.email is not None and spec.alerts.slack is not None
