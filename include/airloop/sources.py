@@ -77,10 +77,12 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
 
     frames, problems = [], []
     timestamps = [c.name for c in spec.contract.columns if c.type == "timestamp"]
+    # CSV carries no types: a text column that happens to be all empty must not turn into floats.
+    text = {c.name: str for c in spec.contract.columns if c.type == "string"}
     for file in landed.files:
         fmt = _SUFFIXES[file.suffix.lower()]
         try:
-            frame = pd.read_parquet(file) if fmt == "parquet" else pd.read_csv(file, low_memory=False)
+            frame = pd.read_parquet(file) if fmt == "parquet" else pd.read_csv(file, low_memory=False, dtype=text)
         except Exception as exc:  # noqa: BLE001 - any parser error is a property of the received file
             problems.append(f"file {file.name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}")
             continue

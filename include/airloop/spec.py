@@ -113,6 +113,69 @@ class AlertsSpec(_Strict):
     slack: SlackChannel | None = None
 
 
+class SearchParam(_Strict):
+    """One hyperparameter's range: ``low``..``high`` (int or float, optionally log-scaled) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    type: Literal["int", "float", "categorical"] = "float"
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs choices")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError("a numeric parameter needs low <= high")
+        return self
+
+
+class SearchSpec(_Strict):
+    """The hyperparameter search: Optuna's TPE sampler within a budget of trials and time."""
+
+    trials: int = Field(default=20, ge=1)
+    timeout_minutes: float = Field(default=10, gt=0)
+    space: dict[str, SearchParam] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Strict):
+    """The estimator (class path + params) inside a preprocessing pipeline, its search and its data window."""
+
+    estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    window_days: int = Field(default=60, ge=2, description="days of validated batches to train on")
+    holdout_days: int = Field(default=7, ge=1, description="the most recent days of the window, held out")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="of the rest, for the search")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingSpec:
+        if self.holdout_days >= self.window_days:
+            raise ValueError("holdout_days must be smaller than window_days")
+        return self
+
+
+class BootstrapSpec(_Strict):
+    samples: int = Field(default=500, ge=50)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class PromotionSpec(_Strict):
+    """When a challenger may replace the champion."""
+
+    metric: Literal["roc_auc", "average_precision", "log_loss", "brier"] = "roc_auc"
+    floor: float = Field(description="absolute minimum of the metric on the holdout")
+    min_margin: float = Field(default=0.0, ge=0, description="required improvement over the champion")
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+    slices: list[str] = Field(default_factory=list, description="columns whose groups may not regress")
+    max_slice_regression: float = Field(default=0.02, ge=0)
+    min_slice_rows: int = Field(default=200, ge=1, description="smaller groups are not judged")
+    approval: Literal["auto", "manual"] = "auto"
+
+
 class ModelSpec(_Strict):
     """A model, declared once."""
 
@@ -130,6 +193,8 @@ class ModelSpec(_Strict):
     source: LandingSourceSpec = Field(default_factory=LandingSourceSpec)
     contract: ContractSpec
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    training: TrainingSpec | None = None
+    promotion: PromotionSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -145,6 +210,7 @@ class ModelSpec(_Strict):
             ("features", self.features),
             ("target.column", [self.target.column]),
             ("time_column", [self.time_column]),
+            ("promotion.slices", self.promotion.slices if self.promotion else []),
         ):
             missing = [n for n in names if n not in declared]
             if missing:
@@ -161,6 +227,15 @@ class ModelSpec(_Strict):
     @property
     def batches_asset(self) -> str:
         return f"airloop://{self.name}/batches"
+
+    @property
+    def champion_asset(self) -> str:
+        return f"airloop://{self.name}/champion"
+
+    @property
+    def registered_model(self) -> str:
+        """The model's name in the MLflow registry (and its experiment's)."""
+        return self.name
 
 
 def load_spec(path: Path) -> ModelSpec:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Name of the Data Docs site in the contexts built here.
-DATA_DOCS_SITE = "airloop"
+_DATA_DOCS_SITE = "airloop"
 
 _INTEGER_DTYPES = (
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -41,7 +41,7 @@ _INTEGER_DTYPES = (
 #: accepts every parametrisation of it (any time zone, any string storage); ``datetime64`` any naive unit.
 #: Object columns are checked value by value (``str`` accepts Python strings; ``bool_`` rejects Python bools,
 #: which keeps ``boolean`` strict).
-TYPE_LISTS: dict[ColumnType, tuple[str, ...]] = {
+_TYPE_LISTS: dict[ColumnType, tuple[str, ...]] = {
     "integer": _INTEGER_DTYPES,
     "number": (*_INTEGER_DTYPES, "float16", "float32", "float64", "Float32Dtype", "Float64Dtype"),
     "string": ("str", "StringDtype"),
@@ -97,7 +97,9 @@ def build_suite(spec: ModelSpec) -> gx.ExpectationSuite:
         gxe.ExpectTableColumnsToMatchSet(
             column_set=[c.name for c in contract.columns], exact_match=not contract.allow_extra_columns
         ),
-        gxe.ExpectTableRowCountToBeBetween(min_value=contract.row_count.min, max_value=contract.row_count.max),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=contract.row_count.min, max_value=contract.row_count.max
+        ),
     ]
     for column in contract.columns:
         expectations.extend(_column_expectations(gx_, column))
@@ -145,8 +147,11 @@ def validate_frame(
     _write_json_atomically(result_path, result_dict)
     if data_docs_dir is not None:
         _publish_data_docs(gx_, spec, result, Path(data_docs_dir))
+    passed = bool(result.success)
+    if not passed and not failures:
+        failures = ["validation failed; see the result JSON"]
     return ValidationOutcome(
-        passed=bool(result.success) and not failures,
+        passed=passed,
         result_id=result_id,
         failures=failures,
         statistics=_statistics(result_dict.get("statistics", {})),
@@ -172,7 +177,7 @@ def _column_expectations(gx_: SimpleNamespace, column: ColumnSpec) -> list[Any]:
     name = column.name
     expectations: list[Any] = [
         gx_.ExpectColumnValuesToBeInTypeFamily(
-            column=name, type_list=list(TYPE_LISTS[column.type]), meta={"contract_type": column.type}
+            column=name, type_list=list(_TYPE_LISTS[column.type]), meta={"contract_type": column.type}
         )
     ]
     if not column.nullable:
@@ -358,7 +363,7 @@ def _context(gx_: SimpleNamespace, *, stores_dir: Path | None = None, site_dir: 
                 "base_directory": str(stores_dir / folder),
             }
     if site_dir is not None:
-        sites[DATA_DOCS_SITE] = {
+        sites[_DATA_DOCS_SITE] = {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
@@ -393,7 +398,7 @@ def _publish_data_docs(gx_: SimpleNamespace, spec: ModelSpec, result: Any, site_
         )
         context.validation_results_store.set(key, result)
         context.build_data_docs(
-            site_names=[DATA_DOCS_SITE],
+            site_names=[_DATA_DOCS_SITE],
             resource_identifiers=[key, gx_.ExpectationSuiteIdentifier(name=suite.name)],
         )
 
@@ -431,12 +436,13 @@ def _gx() -> SimpleNamespace:
         return dtype == wanted
 
     class ExpectColumnValuesToBeInTypeFamily(expectations.ExpectColumnValuesToBeInTypeList):
-        """``ExpectColumnValuesToBeInTypeList`` whose pandas dtype names also match parametrised dtypes.
+        """``ExpectColumnValuesToBeInTypeList`` whose dtype names also match parametrised dtypes.
 
-        GX compares a column's dtype with instances built without arguments, so ``DatetimeTZDtype`` (needs a
-        time zone), ``Int64`` (not a pandas attribute) and pyarrow-backed strings never match. Here a pandas
-        dtype class name matches any instance of it and ``datetime64`` any naive unit. Object columns are
-        still checked value by value by the parent class.
+        On pandas, GX 1.24 compares the column's dtype with instances built without arguments: no list matches
+        a time-zone-aware column (``DatetimeTZDtype`` needs a time zone), ``datetime64`` matches no unit and
+        ``StringDtype`` only the python storage. Here a pandas dtype class name matches any instance of it,
+        ``datetime64`` any naive unit, and the observed value is the dtype itself (GX reports its scalar type:
+        ``int64`` for ``Int64``). Object columns are still checked value by value by the parent class.
         """
 
         def _validate_pandas(self, actual_column_type: Any, expected_types_list: Any) -> dict[str, Any]:

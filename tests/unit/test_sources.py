@@ -88,3 +88,11 @@ def test_csv_timestamp_that_does_not_parse_stays_text(tmp_path, spec):
     (folder / "a.csv").write_text("time_hour,month\n2013-01-01T05:00:00Z,1\nyesterday,1\n")
     frame, _ = read_partition(spec, find_partition(tmp_path, "2013-01-01"))
     assert frame["time_hour"].dtype == object
+
+
+def test_csv_text_column_that_is_all_empty_stays_text(tmp_path, spec):
+    folder = tmp_path / "date=2013-01-01"
+    folder.mkdir()
+    (folder / "a.csv").write_text("tailnum,month\n,1\n,2\n")
+    frame, _ = read_partition(spec, find_partition(tmp_path, "2013-01-01"))
+    assert frame["tailnum"].dtype == object and frame["month"].dtype == "int64"
