@@ -1,0 +1,99 @@
+"""
+### `<model>_train`: train a challenger, gate it against the champion, promote it
+
+Triggered by hand (or by retraining). Param `window_end` (a date; default: the latest validated partition) ends
+the training window of `training.window_days` validated partitions.
+
+1. **train_challenger**: time-ordered split (the last `holdout_days` partitions held out), an Optuna search with
+   each trial a nested MLflow run, the best parameters refitted, the model logged with signature, input example,
+   pinned requirements, its datasets and lineage tags (Airflow run, partitions, ledger digest, code version),
+   registered with alias `challenger`.
+2. **evaluate_gate**: challenger and champion scored on the same holdout; the spec's promotion policy decides
+   (floor, margin, paired bootstrap, slices). The decision and its numbers go to the challenger's MLflow run and,
+   when refused, to the event log.
+3. **gate_passed**: stops here when the gate refused.
+4. **approve_promotion** (only when the policy says `approval: manual`): a human approves or rejects in the
+   Airflow UI (Required actions); a rejection, or no answer in 3 days, is recorded as a refused promotion.
+5. **promote_champion**: alias `champion` moves to the challenger, the old one keeps `previous`; refused if the
+   champion changed since the decision. Emits the Asset `airloop://<model>/champion`.
+
+Generated from `config/models/<model>.yaml` for every spec with a `training` section.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Asset, Param, task
+
+from airloop.airflow import dagkit
+from airloop.airflow.promotion import PromotionApprovalOperator
+from airloop.spec import ModelSpec
+
+
+def train_dag(spec: ModelSpec) -> DAG:
+    model = spec.name
+    champion = Asset(spec.champion_asset)
+    with DAG(
+        dag_id=f"{model}_train",
+        description=f"Train, gate and promote {model}",
+        schedule=None,
+        start_date=dagkit.start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=dagkit.default_args(spec),
+        params={
+            "window_end": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                description="Last day of the training window (YYYY-MM-DD); empty: the latest validated partition",
+            )
+        },
+        tags=["airloop", model, "train", *spec.tags],
+        doc_md=__doc__,
+        is_paused_upon_creation=False,
+    ) as dag:
+        # One retry: a second full training is only worth it for a transient failure (tracking server down).
+        @task(retries=1)
+        def train_challenger(params=None, **context) -> dict:
+            from airloop.airflow.promotion import run_lineage
+            from airloop.training import train_challenger
+
+            return train_challenger(model, window_end=params["window_end"], lineage=run_lineage(context))
+
+        trained = train_challenger()
+        if spec.promotion is None:
+            return dag
+
+        @task
+        def evaluate_gate(trained: dict, run_id=None) -> dict:
+            from airloop.registry import evaluate_gate
+
+            return evaluate_gate(model, trained, airflow_run_id=run_id)
+
+        @task.short_circuit(retries=0)
+        def gate_passed(gate: dict) -> bool:
+            return gate["promote"] or gate["approval_required"]
+
+        approval_id = "approve_promotion" if spec.promotion.approval == "manual" else None
+
+        @task(outlets=[champion])
+        def promote_champion(gate: dict, **context) -> dict:
+            from airloop.airflow.promotion import promote_champion
+
+            return promote_champion(model, gate, champion, context, approval_task_id=approval_id)
+
+        gate = evaluate_gate(trained)
+        passed = gate_passed(gate)
+        if approval_id:
+            approval = PromotionApprovalOperator(
+                task_id=approval_id, model=model, gate_task_id="evaluate_gate"
+            )
+            passed >> approval >> promote_champion(gate)
+        else:
+            passed >> promote_champion(gate)
+    return dag
+
+
+for _spec in dagkit.model_specs():
+    if _spec.training is not None:
+        globals()[f"{_spec.name}_train"] = train_dag(_spec)

@@ -1,0 +1,107 @@
+"""The Airflow side of training and promotion: run lineage for MLflow tags, the human approval of a promotion,
+and the promotion task's body.
+
+Cheap at parse time: the library's training and registry modules (MLflow, scikit-learn) are imported inside the
+functions that run in tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Asset
+
+#: How long an approval request waits for an answer before it counts as refused. A pending request holds the
+#: train DAG's only active run (max_active_runs=1), so it must not wait forever.
+APPROVAL_TIMEOUT = timedelta(days=3)
+
+
+def run_lineage(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The identifiers of the running task that make an MLflow run traceable to it (logged as ``airflow.*``)."""
+    ti = context["ti"]
+    dag_run = context.get("dag_run")
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "try_number": ti.try_number,
+        "run_type": str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else None,
+        "logical_date": _iso(context.get("logical_date")),
+        "data_interval_start": _iso(context.get("data_interval_start")),
+        "data_interval_end": _iso(context.get("data_interval_end")),
+    }
+
+
+def approval_from_response(response: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"approved": bool, "by": str}`` from the approval task's result (a HITL response)."""
+    user = response.get("responded_by_user") or {}
+    by = user.get("name") or user.get("id")
+    if by is None:
+        by = f"no one (no answer within {APPROVAL_TIMEOUT.days} days)"
+    return {"approved": list(response.get("chosen_options") or []) == [ApprovalOperator.APPROVE], "by": by}
+
+
+class PromotionApprovalOperator(ApprovalOperator):
+    """Asks a human to approve a promotion the gate passed, showing the gate's reasons and numbers.
+
+    "Approve" lets the promotion task run; "Reject" (or no answer within ``response_timeout``) skips it and is
+    recorded as a refused promotion, on the challenger's MLflow run and in the event log.
+    """
+
+    def __init__(self, *, model: str, gate_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("response_timeout", APPROVAL_TIMEOUT)
+        super().__init__(
+            subject=f"Promote a new {model} champion?",
+            defaults=ApprovalOperator.REJECT,
+            **kwargs,
+        )
+        self.model = model
+        self.gate_task_id = gate_task_id
+
+    def execute(self, context: Any) -> Any:
+        from airloop.promotion import decision_markdown
+
+        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+        self.subject = f"Promote {self.model} v{gate['challenger_version']} to champion?"
+        self.body = decision_markdown(gate)
+        return super().execute(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        # Recorded before the parent's handling: on "Reject" it skips the promotion by raising, never returning.
+        if "error" not in event and not (approval := approval_from_response(event))["approved"]:
+            from airloop.registry import record_approval_refusal
+
+            gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+            record_approval_refusal(self.model, gate, approval, airflow_run_id=context["ti"].run_id)
+        return super().execute_complete(context=context, event=event)
+
+
+def promote_champion(
+    model: str,
+    gate: Mapping[str, Any],
+    champion: Asset,
+    context: Mapping[str, Any],
+    *,
+    approval_task_id: str | None,
+) -> dict[str, Any]:
+    """The promotion task: move ``champion`` (after the approval, when there is one) and describe the new champion
+    on the Asset event; a refusal at the moment of the move skips the task, so no Asset event is emitted."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airloop.registry import promote_challenger
+
+    ti = context["ti"]
+    response = ti.xcom_pull(task_ids=approval_task_id) if approval_task_id else None
+    approval = approval_from_response(response) if response else None
+    result = promote_challenger(model, gate, approval=approval, airflow_run_id=ti.run_id)
+    if not result["promoted"]:
+        raise AirflowSkipException("; ".join(result["reasons"]))
+    context["outlet_events"][champion].extra = {"version": result["version"], "previous": result["previous"]}
+    return result
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,172 @@
+"""Training's pieces on small frames: the window from the ledger, labels, feature types and the pipeline."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from airloop import warehouse
+from airloop.demo.replay import day_frame
+from airloop.spec import SearchParam, load_spec
+from airloop.training import (
+    TrainingError,
+    build_pipeline,
+    feature_frame,
+    labelled,
+    read_batches,
+    suggest,
+    training_window,
+)
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+START = date(2013, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(ROOT / "config" / "models" / "flights_delay.yaml")
+
+
+@pytest.fixture(scope="module")
+def flights() -> pd.DataFrame:
+    """Four days of real flights (~3,600 rows)."""
+    return pd.concat([day_frame(START + timedelta(days=d)) for d in range(4)], ignore_index=True)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = warehouse.engine_for(f"sqlite:///{tmp_path}/w.db")
+    yield engine
+    engine.dispose()
+
+
+def _with_training(spec, **changes):
+    return spec.model_copy(update={"training": spec.training.model_copy(update=changes)})
+
+
+def _seed(engine, spec, days: int, quarantined: tuple[int, ...] = ()) -> list[str]:
+    """``days`` days from START: a few rows each in the warehouse (passed) or only in the ledger (quarantined)."""
+    warehouse.ensure_tables(engine, spec)
+    partitions = []
+    for offset in range(days):
+        day = START + timedelta(days=offset)
+        partition = day.isoformat()
+        partitions.append(partition)
+        row = {
+            "checksum": f"{offset:064d}",
+            "validation_result_id": f"result-{offset}",
+            "files": ["f.parquet"],
+        }
+        if offset in quarantined:
+            warehouse.record_batch(engine, spec.name, partition, {**row, "status": "quarantined"})
+        else:
+            warehouse.replace_partition(engine, spec, partition, day_frame(day).head(20), ledger_row=row)
+    return partitions
+
+
+def test_window_uses_passed_partitions_split_by_time(engine, spec):
+    spec = _with_training(spec, window_days=10, holdout_days=3, validation_fraction=0.25)
+    partitions = _seed(engine, spec, 12, quarantined=(9,))
+    window = training_window(engine, spec)
+    # Ends at the latest passed partition, spans 10 calendar days, skips the quarantined one.
+    assert window.partitions == [p for i, p in enumerate(partitions[2:], start=2) if i != 9]
+    assert window.holdout == [partitions[8], partitions[10], partitions[11]]
+    assert window.validation == partitions[6:8]
+    assert window.train == partitions[2:6]
+    assert window.label == f"{partitions[2]}..{partitions[11]}"
+
+
+def test_window_end_and_its_digest(engine, spec):
+    spec = _with_training(spec, window_days=5, holdout_days=2)
+    partitions = _seed(engine, spec, 8)
+    window = training_window(engine, spec, window_end=partitions[5])
+    assert window.partitions == partitions[1:6]
+    assert window.digest() == training_window(engine, spec, window_end=partitions[5]).digest()
+    assert window.digest() != training_window(engine, spec, window_end=partitions[6]).digest()
+    assert window.digest(window.holdout) != window.digest()
+
+
+def test_too_few_partitions_is_a_clear_error(engine, spec):
+    spec = _with_training(spec, window_days=10, holdout_days=7)
+    _seed(engine, spec, 8)
+    with pytest.raises(TrainingError, match=r"8 validated partition\(s\) .* needs at least 9"):
+        training_window(engine, spec)
+    empty = spec.model_copy(update={"name": "nothing_yet"})
+    with pytest.raises(TrainingError, match="no validated partition"):
+        training_window(engine, empty)
+
+
+def test_read_batches_returns_the_partitions_in_time_order(engine, spec):
+    partitions = _seed(engine, spec, 3)
+    frame = read_batches(engine, spec, partitions[1:])
+    assert frame[warehouse.PARTITION_COLUMN].unique().tolist() == partitions[1:]
+    assert len(frame) == 40
+    assert frame[spec.time_column].is_monotonic_increasing
+
+
+def test_rows_without_a_target_are_excluded_and_counted(spec, flights):
+    frame = flights.head(10).copy()
+    frame.loc[[0, 3], "arr_delay"] = np.nan
+    frame.loc[1, "arr_delay"] = 15.0  # not > 15
+    frame.loc[2, "arr_delay"] = 15.5
+    rows, labels, unlabelled = labelled(frame, spec)
+    assert unlabelled == 2 and len(rows) == len(labels) == 8
+    assert labels.iloc[0] == 0 and labels.iloc[1] == 1
+    assert set(labels.unique()) <= {0, 1}
+
+
+def test_features_are_typed_from_the_contract(spec, flights):
+    frame = flights.head(5).copy()
+    frame["distance"] = frame["distance"].astype(object)  # as a driver might hand it over
+    frame.loc[0, "carrier"] = None
+    X = feature_frame(frame, spec)
+    assert list(X.columns) == spec.features
+    assert X["distance"].dtype == "float64" and X["wind_gust"].dtype == "float64"
+    assert X["carrier"].dtype == object and pd.isna(X.loc[0, "carrier"])
+
+
+def test_pipeline_learns_and_scores_unseen_categories(spec, flights):
+    rows, y, _ = labelled(flights, spec)
+    X = feature_frame(rows, spec)
+    pipeline = build_pipeline(spec, {"max_iter": 30}).fit(X, y)
+    model = pipeline.named_steps["model"]
+    assert type(model).__name__ == "HistGradientBoostingClassifier"
+    assert list(model.is_categorical_) == [False] * 14 + [True] * 3
+    unseen = X.head(3).assign(dest="ZZZ", carrier="QQ")
+    probabilities = pipeline.predict_proba(unseen)[:, 1]
+    assert np.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_other_estimators_get_one_hot_categories(spec, flights):
+    spec = _with_training(spec, estimator="sklearn.linear_model.LogisticRegression", params={"max_iter": 300})
+    rows, y, _ = labelled(flights, spec)
+    pipeline = build_pipeline(spec).fit(feature_frame(rows, spec), y)
+    assert (
+        type(pipeline.named_steps["preprocess"].named_transformers_["categorical"]).__name__
+        == "OneHotEncoder"
+    )
+
+
+def test_bad_estimator_or_feature_type_is_a_clear_error(spec):
+    with pytest.raises(TrainingError, match="cannot be imported"):
+        build_pipeline(_with_training(spec, estimator="sklearn.ensemble.NoSuchModel"))
+    with_time = spec.model_copy(update={"features": [*spec.features, "time_hour"]})
+    with pytest.raises(TrainingError, match="'time_hour' is a timestamp"):
+        build_pipeline(with_time)
+
+
+def test_search_space_suggestions():
+    space = {
+        "learning_rate": SearchParam(low=0.01, high=0.3, log=True),
+        "max_leaf_nodes": SearchParam(low=15, high=127, type="int"),
+        "loss": SearchParam(type="categorical", choices=["log_loss"]),
+    }
+    trial = optuna.trial.FixedTrial({"learning_rate": 0.05, "max_leaf_nodes": 31, "loss": "log_loss"})
+    assert suggest(trial, space) == {"learning_rate": 0.05, "max_leaf_nodes": 31, "loss": "log_loss"}
