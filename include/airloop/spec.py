@@ -176,6 +176,23 @@ class PromotionSpec(_Strict):
     approval: Literal["auto", "manual"] = "auto"
 
 
+class MonitoringSpec(_Strict):
+    """Drift monitoring: reference (a fixed-seed sample of the champion's training data) against the current window."""
+
+    schedule: str = "@weekly"
+    window_days: int = Field(default=7, ge=1, description="days of scored data in the current window")
+    reference_rows: int = Field(default=50_000, ge=100, description="sample size of the reference")
+    current_rows: int = Field(default=50_000, ge=100, description="the current window is sampled above this")
+    num_method: str | None = Field(default=None, description="Evidently's drift method for numbers (None: its default)")
+    cat_method: str | None = Field(default=None, description="Evidently's drift method for categories")
+    column_threshold: float | None = Field(default=None, gt=0, description="per-column drift threshold of the method")
+    drift_share: float = Field(default=0.3, gt=0, le=1, description="share of drifted features that is drift")
+    min_rows: int = Field(default=1000, ge=1, description="fewer current rows: no decision")
+    max_quality_drop: float = Field(default=0.05, ge=0, description="drop of the primary metric that is drift")
+    cooldown_hours: float = Field(default=72, ge=0, description="minimum time between two retrains")
+    seed: int = 42
+
+
 class ModelSpec(_Strict):
     """A model, declared once."""
 
@@ -195,6 +212,7 @@ class ModelSpec(_Strict):
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     training: TrainingSpec | None = None
     promotion: PromotionSpec | None = None
+    monitoring: MonitoringSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -231,6 +249,10 @@ class ModelSpec(_Strict):
     @property
     def champion_asset(self) -> str:
         return f"airloop://{self.name}/champion"
+
+    @property
+    def drift_asset(self) -> str:
+        return f"airloop://{self.name}/drift"
 
     @property
     def registered_model(self) -> str:
