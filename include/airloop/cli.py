@@ -1,9 +1,10 @@
-"""The ``airloop`` command: ``up``, ``demo``, ``land``, ``status``."""
+"""The ``airloop`` command: ``up``, ``demo``, ``land``, ``status``, ``promote``, ``rollback``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date
@@ -33,6 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="a model's batches")
     status.add_argument("model")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--no-registry", action="store_true", help="only the warehouse (no MLflow call)")
+
+    promote = commands.add_parser("promote", help="run the promotion gate on a registered version and promote it")
+    promote.add_argument("model")
+    promote.add_argument("version")
+    promote.add_argument("--force", action="store_true", help="skip the gate (needs --reason; logged)")
+    promote.add_argument("--reason", help="why (required with --force)")
+
+    rollback = commands.add_parser("rollback", help="move the champion back to the previous one")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason")
 
     args = parser.parse_args(argv)
     try:
@@ -45,11 +57,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from airloop.status import format_status, model_status
+    from airloop.status import format_status, full_status, model_status
 
-    result = model_status(args.model, load_settings())
-    print(json.dumps(result, indent=2) if args.json else format_status(result))
+    _fail_fast_on_mlflow()
+    config = load_settings()
+    result = model_status(args.model, config) if args.no_registry else full_status(args.model, config)
+    print(json.dumps(result, indent=2, default=str) if args.json else format_status(result))
     return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from airloop.registry import promote_version
+
+    _fail_fast_on_mlflow()
+    result = promote_version(args.model, args.version, force=args.force, reason=args.reason, config=load_settings())
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result.get("promoted") else 1
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from airloop.registry import rollback
+
+    _fail_fast_on_mlflow()
+    print(json.dumps(rollback(args.model, reason=args.reason, config=load_settings()), indent=2, default=str))
+    return 0
+
+
+def _fail_fast_on_mlflow() -> None:
+    # By default the MLflow client retries an unreachable server for minutes; a person at a prompt wants to know.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 def _land(args: argparse.Namespace) -> int:
@@ -102,7 +139,14 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"up": _up, "demo": _demo, "land": _land, "status": _status}
+_COMMANDS = {
+    "up": _up,
+    "demo": _demo,
+    "land": _land,
+    "status": _status,
+    "promote": _promote,
+    "rollback": _rollback,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

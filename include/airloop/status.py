@@ -1,4 +1,4 @@
-"""What ``airloop status`` reports about a model: its batches (and, later, champion and drift)."""
+"""What ``airloop status`` reports about a model: its batches, its champion and promotion history."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ def model_status(model: str, config: Settings) -> dict[str, Any]:
     return {"model": model, "counts": counts, "batches": batches}
 
 
+def full_status(model: str, config: Settings) -> dict[str, Any]:
+    """Batches from the warehouse, plus the champion from the MLflow registry when the tracking server answers."""
+    from airloop.registry import champion_summary
+
+    status = model_status(model, config)
+    try:
+        summary = champion_summary(model, config=config)
+    except Exception as exc:  # noqa: BLE001 - the ledger is still worth showing without the registry
+        status.update(champion=None, history=[], registry_error=f"{type(exc).__name__}: {exc}"[:500])
+    else:
+        status.update(champion=summary["champion"], aliases=summary["aliases"], history=summary["history"])
+    return status
+
+
 def format_status(status: dict[str, Any]) -> str:
     """A plain-text table of a model's status."""
     lines = [
@@ -46,4 +60,16 @@ def format_status(status: dict[str, Any]) -> str:
     for batch in status["batches"]:
         rows = "" if batch["rows"] is None else str(batch["rows"])
         lines.append(f"{batch['partition']:<12} {batch['status']:<12} {rows:>6}  {batch['reason'] or ''}")
+    champion = status.get("champion")
+    if champion:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(champion["metrics"].items()) if k != "rows")
+        lines += ["", f"champion: version {champion['version']} (data {champion['data']}): {metrics}"]
+        lines.append(f"  {champion['run_url']}")
+    elif "registry_error" in status:
+        lines += ["", f"champion: unknown, the registry did not answer ({status['registry_error']})"]
+    elif "champion" in status:
+        lines += ["", "champion: none yet"]
+    for event in status.get("history", []):
+        what = f"{event['kind']} v{event['version']}" + (f" (was v{event['from_version']})" if event["from_version"] else "")
+        lines.append(f"  {event['at']}  {what}{' forced' if event['forced'] else ''}: {'; '.join(event['reasons'])}")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -66,6 +67,9 @@ _SQL_TYPES: dict[str, Any] = {
 def engine_for(url: str) -> Engine:
     """One engine per URL and process. SQLite gets WAL and a busy timeout: several tasks write at once."""
     if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
         @sa.event.listens_for(engine, "connect")

@@ -99,3 +99,15 @@ def test_ingest_dag_shape(dagbag):
     assert set(dag.get_task("route_batch").downstream_task_ids) == {"load_batch", "quarantine_batch"}
     load = dag.get_task("load_batch")
     assert [o.uri for o in load.outlets] == ["airloop://flights_delay/batches"]
+
+
+def test_train_dag_shape(dagbag):
+    dag = dagbag.dags["flights_delay_train"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual (or called by retraining)
+    assert dag.max_active_runs == 1
+    assert dag.is_paused_upon_creation is False
+    order = ["train_challenger", "evaluate_gate", "gate_passed", "promote_champion"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    assert [o.uri for o in dag.get_task("promote_champion").outlets] == ["airloop://flights_delay/champion"]
+    assert "window_end" in dag.params
