@@ -1,0 +1,329 @@
+"""The real stack for end-to-end tests: Airflow (metadata DB and warehouse on PostgreSQL) and MLflow, once per session.
+
+The ``stack`` fixture starts :class:`airloop.stack.Stack` in a temporary AIRLOOP_HOME on free ports, against a fresh
+PostgreSQL database that is dropped afterwards, and gives tests an authenticated REST client with helpers to wait
+for DAGs, runs and backfills. Without PostgreSQL the e2e tests are skipped, or fail when ``CI`` is set.
+
+Besides the repository's ``dags/``, the stack parses a second DAG bundle, :data:`E2E_BUNDLE`, a temporary folder
+tests may write small DAG files into (see :meth:`E2EStack.add_dag`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from airloop.settings import Settings, load_settings
+from airloop.stack import TRIGGER_LOG_PORT_OFFSET, WORKER_LOG_PORT_OFFSET, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+#: Name of the extra DAG bundle holding the DAG files tests write.
+E2E_BUNDLE = "e2e-dags"
+#: Admin login of the test stacks.
+ADMIN = "admin"
+
+_FINISHED = {"success", "failed"}
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1."""
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_airflow_port() -> int:
+    """A free port for the Airflow API whose derived log-server ports are free too."""
+    for _ in range(50):
+        port = free_port()
+        derived = [port + WORKER_LOG_PORT_OFFSET, port + TRIGGER_LOG_PORT_OFFSET]
+        if derived[-1] <= 65535 and all(_bindable(p) for p in derived):
+            return port
+    raise RuntimeError("no free port block for the Airflow API and its log servers")
+
+
+def _bindable(port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def stack_base_env(home: Path, **overrides: str) -> dict[str, str]:
+    """An environment for a test stack: this process's, minus any Airflow/airloop settings, on free ports.
+
+    The root conftest points ``AIRFLOW_*`` at its own SQLite home; a stack must not inherit that (nor a
+    developer's ``AIRLOOP_*`` settings), since ``AIRFLOW__*`` variables override the stack's defaults.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_"))}
+    env.update(
+        AIRLOOP_ROOT=str(ROOT),
+        AIRLOOP_HOME=str(home),
+        AIRLOOP_AIRFLOW_PORT=str(free_airflow_port()),
+        AIRLOOP_MLFLOW_PORT=str(free_port()),
+        AIRLOOP_PASSWORD_ADMIN=secrets.token_urlsafe(12),
+    )
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def local_stack_env(tmp_path: Path) -> dict[str, str]:
+    """The base environment for a separate stack of one's own: SQLite, home under ``tmp_path``, free ports."""
+    return stack_base_env(tmp_path / "home")
+
+
+def _postgres_or_skip() -> None:
+    engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        message = f"PostgreSQL unreachable at {PG_ADMIN_URL} (set AIRLOOP_TEST_PG): {exc.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (required when CI is set)")
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def e2e_databases() -> Iterator[dict[str, str]]:
+    """Two fresh PostgreSQL databases, ``airflow`` (metadata) and ``warehouse``, dropped after the session."""
+    _postgres_or_skip()
+    prefix = f"airloop_e2e_{uuid.uuid4().hex[:12]}"
+    names = {"airflow": prefix, "warehouse": f"{prefix}_warehouse"}
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    server = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield {role: f"{server}/{name}" for role, name in names.items()}
+    finally:
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class E2EStack:
+    """A running stack and an authenticated client for its REST API."""
+
+    stack: Stack
+    username: str
+    password: str
+    #: The folder of the extra DAG bundle (:data:`E2E_BUNDLE`).
+    dags_dir: Path
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.base_url, timeout=30)
+        response = self.client.post(
+            "/auth/token", json={"username": self.username, "password": self.password}
+        )
+        assert response.status_code == 201, f"login as {self.username} failed: {response.text}"
+        self.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    @property
+    def settings(self) -> Settings:
+        return self.stack.settings
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every component (and so every task) runs with."""
+        return self.stack.env
+
+    @property
+    def base_url(self) -> str:
+        return self.stack.airflow_url
+
+    @property
+    def mlflow_url(self) -> str:
+        return self.stack.mlflow_url
+
+    @property
+    def catcher_dir(self) -> Path:
+        """Where alerts sent through the specs' alert connections land (``email/*.eml``, ``slack/*.json``)."""
+        return self.stack.alerts_dir
+
+    def api(self, method: str, path: str, /, *, query: dict[str, Any] | None = None, **body: Any) -> Any:
+        """Call the REST API (``path`` like ``/api/v2/dags``) with ``body`` as JSON; the decoded answer.
+
+        Any status of 400 or more fails the test with the server's answer.
+        """
+        response = self.client.request(method, path, params=query, json=body or None)
+        assert response.status_code < 400, f"{method} {path} -> {response.status_code}: {response.text}"
+        return response.json() if response.content else None
+
+    def add_dag(self, filename: str, source: str) -> Path:
+        """Write a DAG file into the e2e bundle; :meth:`wait_for_dag` then waits for it to be parsed."""
+        path = self.dags_dir / filename
+        path.write_text(source)
+        return path
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> dict[str, Any]:
+        """Wait until ``dag_id`` is parsed and serialized; fail at once on an import error naming it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.client.get(f"/api/v2/dags/{dag_id}")
+            if response.status_code == 200:
+                return response.json()
+            errors = self.api("GET", "/api/v2/importErrors")["import_errors"]
+            for error in errors:
+                assert dag_id not in error["stack_trace"], f"{error['filename']}: {error['stack_trace']}"
+            assert time.monotonic() < deadline, (
+                f"DAG {dag_id} not parsed after {timeout} s; import errors: {errors}"
+            )
+            time.sleep(1)
+
+    def unpause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/api/v2/dags/{dag_id}", is_paused=False)
+
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
+    ) -> str:
+        """Unpause ``dag_id`` and trigger a run; its run id."""
+        self.unpause(dag_id)
+        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", logical_date=logical_date, conf=conf or {})
+        return str(run["dag_run_id"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 180) -> dict[str, Any]:
+        """Wait until the run succeeds or fails; the run, with ``task_states`` ({task_id: state}) added."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in _FINISHED:
+                return {**run, "task_states": self.task_states(dag_id, run_id)}
+            assert time.monotonic() < deadline, (
+                f"run {run_id} of {dag_id} still {run['state']} after {timeout} s: {self.task_states(dag_id, run_id)}"
+            )
+            time.sleep(1)
+
+    def run_dag(
+        self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 180
+    ) -> dict[str, Any]:
+        """Trigger ``dag_id`` and wait for the run to finish (see :meth:`wait_for_run`)."""
+        return self.wait_for_run(dag_id, self.trigger(dag_id, conf), timeout)
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        tis = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in tis}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, decoded."""
+        entry = self.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            query={"deserialize": True},
+        )
+        value = entry["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def backfill(
+        self, dag_id: str, from_date: datetime, to_date: datetime, timeout: float = 600, **options: Any
+    ) -> list[dict[str, Any]]:
+        """Unpause ``dag_id``, backfill [from_date, to_date] and wait until every run in that range is finished.
+
+        Returns the runs whose logical date is in the range, oldest first, of any type: a day the scheduler had
+        already run (catchup) is not run again by the backfill unless ``reprocess_behavior`` says so. ``options``
+        go to ``POST /api/v2/backfills`` (e.g. ``reprocess_behavior="completed"``, ``max_active_runs``).
+        """
+        self.unpause(dag_id)  # backfill runs stay queued while the DAG is paused
+        backfill = self.api(
+            "POST",
+            "/api/v2/backfills",
+            dag_id=dag_id,
+            from_date=from_date.isoformat(),
+            to_date=to_date.isoformat(),
+            **options,
+        )
+        query = {
+            "logical_date_gte": from_date.isoformat(),
+            "logical_date_lte": to_date.isoformat(),
+            "order_by": "logical_date",
+            "limit": 100,
+        }
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.api("GET", f"/api/v2/backfills/{backfill['id']}")["completed_at"] is not None
+            runs = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", query=query)["dag_runs"]
+            if done and all(run["state"] in _FINISHED for run in runs):
+                return runs
+            assert time.monotonic() < deadline, (
+                f"backfill {backfill['id']} of {dag_id} not done after {timeout} s: "
+                f"{[(run['dag_run_id'], run['state']) for run in runs]}"
+            )
+            time.sleep(1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str]) -> Iterator[E2EStack]:
+    """The real stack on PostgreSQL, for the whole session; stopped (with no process left behind) at the end."""
+    work = tmp_path_factory.mktemp("e2e")
+    dags_dir = work / "dags"
+    dags_dir.mkdir()
+    bundles = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {},
+        },
+        {
+            "name": E2E_BUNDLE,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(dags_dir), "refresh_interval": 2},
+        },
+    ]
+    base = stack_base_env(
+        work / "home",
+        AIRLOOP_WAREHOUSE_URL=e2e_databases["warehouse"],
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=e2e_databases["airflow"],
+        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
+    )
+    running = Stack(load_settings(env=base), base_env=base, report=lambda line: print(f"[stack] {line}"))
+    running.start()
+    try:
+        e2e = E2EStack(running, ADMIN, base["AIRLOOP_PASSWORD_ADMIN"], dags_dir)
+        yield e2e
+        e2e.client.close()
+    finally:
+        tree = [p for pid in running.pids().values() for p in _with_descendants(pid)]
+        running.stop()
+        left = [p for p in tree if _alive(p)]
+        assert not left, f"processes left after stop: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+def _with_descendants(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
