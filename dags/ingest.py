@@ -45,7 +45,10 @@ def ingest_dag(spec: ModelSpec) -> DAG:
             partition="{{ data_interval_start | ds }}",
             wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
             poke_interval=spec.source.poke_interval_seconds,
-            retries=0,
+            # A timeout fails for good (AirflowFailException). The retries are for Airflow 3.3's race that can mark
+            # a quickly resumed deferred task failed (apache/airflow#72716): the retry re-checks the folder.
+            retries=2,
+            retry_delay=timedelta(seconds=5),
         )
 
         @task

@@ -104,8 +104,8 @@ def _up(_args: argparse.Namespace) -> int:
     with Stack(load_settings(), report=print) as stack:
         for line in stack.banner():
             print(line)
-        stack.wait()
-    return 0
+        died = stack.wait()
+    return 1 if died else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -297,6 +297,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
     ]
     base = stack_base_env(
         work / "home",
+        AIRLOOP_MODELS_DIR=str(_e2e_specs(work / "models")),
         AIRLOOP_WAREHOUSE_URL=e2e_databases["warehouse"],
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=e2e_databases["airflow"],
         AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
@@ -312,6 +313,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
         running.stop()
         left = [p for p in tree if _alive(p)]
         assert not left, f"processes left after stop: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+def _e2e_specs(target: Path) -> Path:
+    """The shipped specs with catchup off (backfills are the tests' own doing) and short waits."""
+    import yaml
+
+    target.mkdir()
+    for path in (ROOT / "config" / "models").glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text())
+        raw["catchup"] = False
+        raw["source"].update(poke_interval_seconds=2, wait_timeout_minutes=2)
+        (target / path.name).write_text(yaml.safe_dump(raw))
+    return target
 
 
 def _with_descendants(pid: int) -> list[psutil.Process]:

@@ -1,0 +1,136 @@
+"""The ingest DAG on the real stack (LocalExecutor, PostgreSQL), driven through the REST API.
+
+Seven real days are backfilled and must all pass with the source's row counts; a re-run changes nothing; a day with
+a wrong type, a day missing a column and an empty day are quarantined with their reasons, their files kept, the
+warehouse untouched, and an alert received by the local SMTP server and the Slack receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, date, datetime
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+
+from airloop import warehouse
+from airloop.demo.replay import day_frame, write_partition
+from airloop.spec import load_spec
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "flights_delay_ingest"
+GOOD = [date(2013, 1, d) for d in range(1, 8)]
+WRONG_TYPE, MISSING_COLUMN, EMPTY = date(2013, 1, 8), date(2013, 1, 9), date(2013, 1, 10)
+
+
+def _at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _status(stack) -> dict[str, dict]:
+    out = subprocess.run(
+        [str(Path(stack.env["PATH"].split(":")[0]) / "airloop"), "status", "flights_delay", "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {b["partition"]: b for b in json.loads(out.stdout)["batches"]}
+
+
+@pytest.fixture(scope="module")
+def landed(stack):
+    landing = stack.settings.landing_for("flights_delay")
+    expected = {}
+    for day in GOOD:
+        frame = day_frame(day)
+        write_partition(frame, landing, day)
+        expected[day.isoformat()] = len(frame)
+    wrong = day_frame(WRONG_TYPE)
+    wrong["dep_delay"] = wrong["dep_delay"].astype(object)
+    wrong.loc[10, "dep_delay"] = "late"
+    write_partition(wrong, landing, WRONG_TYPE, "csv")
+    write_partition(day_frame(MISSING_COLUMN).drop(columns=["carrier"]), landing, MISSING_COLUMN, "csv")
+    write_partition(day_frame(EMPTY).iloc[0:0], landing, EMPTY, "csv")
+    stack.wait_for_dag(DAG_ID)
+    return expected
+
+
+def test_seven_day_backfill_passes_with_source_row_counts(stack, landed):
+    started = time.monotonic()
+    runs = stack.backfill(DAG_ID, _at(GOOD[0]), _at(GOOD[-1]), max_active_runs=4)
+    elapsed = time.monotonic() - started
+    print(f"7-day backfill of {DAG_ID}: {elapsed:.1f} s")
+    assert [r["state"] for r in runs] == ["success"] * 7, runs
+    batches = _status(stack)
+    assert {p: (b["status"], b["rows"]) for p, b in batches.items()} == {
+        p: ("passed", rows) for p, rows in landed.items()
+    }
+    spec = load_spec(stack.settings.models_dir / "flights_delay.yaml")
+    engine = warehouse.engine_for(stack.settings.warehouse_url)
+    for partition, rows in landed.items():
+        assert warehouse.partition_row_count(engine, spec, partition) == rows
+
+
+def test_rerunning_a_day_changes_nothing(stack, landed):
+    spec = load_spec(stack.settings.models_dir / "flights_delay.yaml")
+    engine = warehouse.engine_for(stack.settings.warehouse_url)
+    before = _status(stack)["2013-01-03"]
+    [run] = [
+        r
+        for r in stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", query={"limit": 100})["dag_runs"]
+        if r["data_interval_start"].startswith("2013-01-03")
+    ]
+    stack.api(
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+        dry_run=False,
+        dag_run_id=run["dag_run_id"],
+        reset_dag_runs=True,
+        only_failed=False,
+    )
+    time.sleep(2)
+    finished = stack.wait_for_run(DAG_ID, run["dag_run_id"])
+    assert finished["state"] == "success"
+    after = _status(stack)["2013-01-03"]
+    assert (after["rows"], after["checksum"], after["status"]) == (
+        before["rows"],
+        before["checksum"],
+        "passed",
+    )
+    assert after["updated_at"] > before["updated_at"], "the day was not processed again"
+    assert warehouse.partition_row_count(engine, spec, "2013-01-03") == landed["2013-01-03"]
+    assert sum(warehouse.partition_row_count(engine, spec, p) for p in landed) == sum(landed.values())
+
+
+def test_bad_days_are_quarantined_alerted_and_kept_out(stack, landed):
+    runs = stack.backfill(DAG_ID, _at(WRONG_TYPE), _at(EMPTY), max_active_runs=3)
+    assert [r["state"] for r in runs] == ["failed"] * 3
+    batches = _status(stack)
+    expectations = {
+        WRONG_TYPE: "column 'dep_delay': type object, expected number",
+        MISSING_COLUMN: "missing column(s): carrier",
+        EMPTY: "row count 0 outside",
+    }
+    spec = load_spec(stack.settings.models_dir / "flights_delay.yaml")
+    engine = warehouse.engine_for(stack.settings.warehouse_url)
+    landing = stack.settings.landing_for("flights_delay")
+    for day, reason in expectations.items():
+        batch = batches[day.isoformat()]
+        assert batch["status"] == "quarantined"
+        assert reason in batch["reason"]
+        kept = Path(batch["quarantine_path"])
+        assert (kept / "flights.csv").read_bytes() == (landing / f"date={day}" / "flights.csv").read_bytes()
+        assert warehouse.partition_row_count(engine, spec, day.isoformat()) == 0
+    assert sum(warehouse.partition_row_count(engine, spec, p) for p in landed) == sum(landed.values())
+
+    emails = [message_from_bytes(p.read_bytes()) for p in sorted((stack.catcher_dir / "email").glob("*.eml"))]
+    hooks = [json.loads(p.read_text()) for p in sorted((stack.catcher_dir / "slack").glob("*.json"))]
+    for day in expectations:
+        assert any(day.isoformat() in m["Subject"] for m in emails), [m["Subject"] for m in emails]
+        assert any(day.isoformat() in h["text"] for h in hooks)
+    assert len(emails) == len(hooks) == 3
