@@ -84,7 +84,8 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     base_url = f"http://127.0.0.1:{port}"
 
     defaults = {
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor, with airloop's heavy imports done once in the scheduler before it forks task processes.
+        "AIRFLOW__CORE__EXECUTOR": "airloop.airflow.executor.WarmLocalExecutor",
         "AIRFLOW__CORE__AUTH_MANAGER": (
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
