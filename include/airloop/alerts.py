@@ -1,4 +1,4 @@
-"""Alert messages: what happened, to which model and batch, and where to look, for e-mail and Slack.
+"""Alert messages: what happened, to which model, batch or window, and where to look, for e-mail and Slack.
 
 Pure composition, no delivery: :mod:`airloop.airflow.notify` sends an :class:`Alert` through Airflow's notifiers.
 Every value that comes from data (reasons, file names, paths) is escaped for the channel that shows it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 #: Files listed by name in one message; a rejected backfill can hold hundreds.
@@ -58,6 +59,97 @@ def quarantine_alert(
         headline=f"Batch {partition} of model {model} was rejected by validation and quarantined.",
         facts=facts,
         links=links,
+    )
+
+
+def drift_alert(
+    model: str,
+    window: str,
+    *,
+    champion_version: str,
+    drift_share: float | None,
+    drifted_features: int,
+    features: int,
+    threshold_share: float,
+    top_features: Sequence[Mapping[str, Any]],
+    prediction: Mapping[str, Any] | None,
+    quality: Mapping[str, Any] | None,
+    reasons: Sequence[str],
+    links: Mapping[str, str],
+) -> Alert:
+    """The alert for a monitored window whose data (or quality) drifted.
+
+    ``top_features`` are the most drifted features, each ``{"column", "method", "score", "threshold"}``;
+    ``prediction`` the prediction's drift in the same shape; ``quality`` is ``{"metric", "current", "baseline",
+    "drop", "labelled_rows"}`` (figures None when not known); ``links`` maps a label (``"Drift report"``,
+    ``"MLflow run"``, ``"Airflow run"``) to a URL.
+    """
+    share = "not measured" if drift_share is None else f"{drift_share:.0%}"
+    facts = [
+        ("Model", f"{model} (champion v{champion_version})"),
+        ("Window", window),
+        (
+            "Drift share",
+            f"{share}: {drifted_features} of {features} features drifted (drift at {threshold_share:.0%})",
+        ),
+        ("Top drifted features", "\n".join(_drift_line(f) for f in top_features) or "none"),
+        ("Prediction drift", _drift_line(prediction) if prediction else "not measured"),
+        ("Quality change", _quality_line(quality)),
+        ("Why", "\n".join(reasons)),
+    ]
+    subject = f"[airloop] {model}: drift in {window}: {share} of features drifted"
+    if quality and quality.get("current") is not None and quality.get("baseline") is not None:
+        subject += f", {quality['metric']} {quality['current']:.3f} vs {quality['baseline']:.3f}"
+    return _compose(
+        subject=subject,
+        headline=f"Model {model} has drifted in {window}: a drift event is recorded for retraining.",
+        facts=facts,
+        links=links,
+    )
+
+
+def failure_alert(
+    model: str,
+    *,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    try_number: int | None,
+    error: str,
+    links: Mapping[str, str],
+) -> Alert:
+    """The alert for a task that failed for good (its retries used up)."""
+    facts = [
+        ("Model", model),
+        ("DAG", dag_id),
+        ("Task", task_id if try_number is None else f"{task_id} (try {try_number})"),
+        ("Run", run_id),
+        ("Error", error),
+    ]
+    return _compose(
+        subject=f"[airloop] {model}: task {dag_id}.{task_id} failed: {error}",
+        headline=f"Task {task_id} of DAG {dag_id} failed and will not be retried.",
+        facts=facts,
+        links=links,
+    )
+
+
+def _drift_line(figure: Mapping[str, Any]) -> str:
+    return (
+        f"{figure['column']}: {figure['score']:.3f} ({figure['method']}, threshold {figure['threshold']:g})"
+    )
+
+
+def _quality_line(quality: Mapping[str, Any] | None) -> str:
+    if not quality or not quality.get("labelled_rows"):
+        return "not judged: no labels have arrived"
+    metric, rows = quality["metric"], quality["labelled_rows"]
+    if quality.get("current") is None or quality.get("baseline") is None:
+        return f"not judged: {metric} not known on {rows:,} labelled rows"
+    drop = quality["current"] - quality["baseline"]
+    return (
+        f"{metric} {quality['current']:.4f} on {rows:,} labelled rows vs {quality['baseline']:.4f} on the "
+        f"champion's holdout ({drop:+.4f})"
     )
 
 

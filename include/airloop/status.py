@@ -38,9 +38,20 @@ def model_status(model: str, config: Settings) -> dict[str, Any]:
 
 def full_status(model: str, config: Settings) -> dict[str, Any]:
     """Batches from the warehouse, plus the champion from the MLflow registry when the tracking server answers."""
+    from airloop.monitoring import last_monitoring, open_drift_events
     from airloop.registry import champion_summary
 
     status = model_status(model, config)
+    status["monitoring"] = last_monitoring(model, config=config)
+    status["open_drift_events"] = [
+        {
+            "id": e["id"],
+            "window": f"{e['payload']['window']['first']}..{e['payload']['window']['last']}",
+            "drift_share": e["payload"].get("drift", {}).get("share"),
+            "at": e["created_at"],
+        }
+        for e in open_drift_events(model, config=config)
+    ]
     try:
         summary = champion_summary(model, config=config)
     except Exception as exc:  # noqa: BLE001 - the ledger is still worth showing without the registry
@@ -69,6 +80,15 @@ def format_status(status: dict[str, Any]) -> str:
         lines += ["", f"champion: unknown, the registry did not answer ({status['registry_error']})"]
     elif "champion" in status:
         lines += ["", "champion: none yet"]
+    monitoring = status.get("monitoring")
+    if monitoring:
+        lines += [
+            "",
+            f"last monitoring: {monitoring['window_first']}..{monitoring['window_last']} {monitoring['outcome']}, "
+            f"drift share {monitoring['drift_share']}, report {monitoring['report_path']}",
+        ]
+    for event in status.get("open_drift_events", []):
+        lines.append(f"open drift event {event['id']}: window {event['window']}, drift share {event['drift_share']}")
     for event in status.get("history", []):
         what = f"{event['kind']} v{event['version']}" + (f" (was v{event['from_version']})" if event["from_version"] else "")
         lines.append(f"  {event['at']}  {what}{' forced' if event['forced'] else ''}: {'; '.join(event['reasons'])}")

@@ -1,0 +1,82 @@
+"""
+### `<model>_monitor`: drift and quality of the champion, on schedule
+
+Runs on `monitoring.schedule` (a data-interval timetable: the run for a week starts once the week is over) over
+the `monitoring.window_days` complete days before the end of its interval.
+
+1. **monitor_window**: Evidently compares a fixed-seed sample of the champion's training data (the partitions its
+   training run recorded) with the window's scored rows: drift of every feature with its method and score,
+   prediction drift, a data-quality summary and, for rows whose labels have arrived, classification quality
+   against the champion's holdout. The HTML report is kept under `<reports_dir>/evidently/<model>/` and logged to
+   a monitoring run in MLflow; the figures go to the warehouse table `airloop_monitoring` (one row per window,
+   replaced on re-run). The drift decision applies the spec's policy: drifted share, quality drop, minimum rows.
+   Skipped while there is no champion.
+2. **drift_detected**: stops here unless the window drifted.
+3. **record_drift**: a drift event (status pending) for retraining; emits the Asset `airloop://<model>/drift`.
+4. **alert_drift**: e-mail and Slack with the drift share, the top drifted features, the quality change and
+   links; a failed channel is retried alone and never undoes what was recorded.
+
+Generated from `config/models/<model>.yaml` for every spec with a `monitoring` section.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Asset, task
+
+from airloop.airflow import dagkit
+from airloop.spec import ModelSpec
+
+
+def monitor_dag(spec: ModelSpec) -> DAG:
+    model = spec.name
+    drift = Asset(spec.drift_asset)
+    with DAG(
+        dag_id=f"{model}_monitor",
+        description=f"Drift and quality monitoring of {model}",
+        schedule=dagkit.monitoring_timetable(spec),
+        start_date=dagkit.start(spec),
+        catchup=False,
+        # Evidently holds both frames in memory: windows are monitored one after the other.
+        max_active_runs=1,
+        default_args=dagkit.default_args(spec),
+        tags=["airloop", model, "monitor", *spec.tags],
+        doc_md=__doc__,
+        is_paused_upon_creation=False,
+    ) as dag:
+
+        @task(retries=1)
+        def monitor_window(data_interval_end=None, **context) -> dict:
+            from airloop.airflow.promotion import run_lineage
+            from airloop.monitoring import monitor_window
+
+            result = monitor_window(model, data_interval_end, lineage=run_lineage(context))
+            return dagkit.skip_unless_done(result, "monitored")
+
+        @task.short_circuit(retries=0)
+        def drift_detected(result: dict) -> bool:
+            return result["drifted"]
+
+        @task(outlets=[drift])
+        def record_drift(result: dict, run_id=None, outlet_events=None) -> dict:
+            from airloop.monitoring import record_drift
+
+            event = record_drift(model, result, airflow_run_id=run_id)
+            outlet_events[drift].extra = event
+            return event
+
+        @task(retries=3, retry_delay=timedelta(seconds=10))
+        def alert_drift(result: dict, **context) -> list:
+            from airloop.airflow.alerting import alert_drift
+
+            return alert_drift(model, result, context)
+
+        result = monitor_window()
+        drift_detected(result) >> record_drift(result) >> alert_drift(result)
+    return dag
+
+
+for _spec in dagkit.model_specs():
+    if _spec.monitoring is not None:
+        globals()[f"{_spec.name}_monitor"] = monitor_dag(_spec)

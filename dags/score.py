@@ -1,0 +1,82 @@
+"""
+### `<model>_score`: batch predictions with the champion, and the challenger in shadow
+
+Runs when ingestion emits the Asset `airloop://<model>/batches`, for every partition named by the triggering
+events (several loads may trigger one run); a manual run may name `partitions` instead (re-scoring, backfill).
+
+1. **partitions_to_score**: the partitions of the triggering events (or the param).
+2. **score_champion**: `models:/<name>@champion` is resolved now, loaded by version number, and scores every row;
+   predictions go to `<model>_predictions` with the model version, the batch checksum and this run. A partition
+   is replaced per alias in one transaction: re-running leaves no duplicates. Skipped while there is no champion.
+3. **score_challenger**: the same with `models:/<name>@challenger`, stored under alias `challenger` beside the
+   champion's, so the two can be compared on live data; skipped when there is no challenger or it is the champion.
+
+Labels are not copied: monitoring joins them from the batch once `target.label_delay_hours` have passed.
+Generated from `config/models/<model>.yaml` for every spec with a `training` section.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Asset, Param, task
+
+from airloop.airflow import dagkit
+from airloop.spec import ModelSpec
+
+
+def score_dag(spec: ModelSpec) -> DAG:
+    model = spec.name
+    with DAG(
+        dag_id=f"{model}_score",
+        description=f"Batch predictions of {model} with the champion (and the challenger in shadow)",
+        schedule=[Asset(spec.batches_asset)],
+        start_date=dagkit.start(spec),
+        catchup=False,
+        # One run at a time: a partition is never written by two runs at once.
+        max_active_runs=1,
+        default_args=dagkit.default_args(spec),
+        params={
+            "partitions": Param(
+                None,
+                type=["null", "array"],
+                items={"type": "string", "format": "date"},
+                description="Partitions (YYYY-MM-DD) to score; empty: those of the triggering Asset events",
+            )
+        },
+        tags=["airloop", model, "score", *spec.tags],
+        doc_md=__doc__,
+        is_paused_upon_creation=False,
+    ) as dag:
+
+        @task
+        def partitions_to_score(params=None, triggering_asset_events=None) -> list[str]:
+            from airloop.scoring import partitions_to_score
+
+            return partitions_to_score(
+                dagkit.asset_event_extras(triggering_asset_events), params["partitions"]
+            )
+
+        @task
+        def score_champion(partitions: list[str], run_id=None) -> dict:
+            from airloop.scoring import CHAMPION, score_partitions
+
+            return dagkit.skip_unless_done(
+                score_partitions(model, partitions, alias=CHAMPION, run_id=run_id), "scored"
+            )
+
+        @task
+        def score_challenger(partitions: list[str], run_id=None) -> dict:
+            from airloop.scoring import CHALLENGER, score_partitions
+
+            return dagkit.skip_unless_done(
+                score_partitions(model, partitions, alias=CHALLENGER, run_id=run_id), "scored"
+            )
+
+        partitions = partitions_to_score()
+        score_champion(partitions)
+        score_challenger(partitions)
+    return dag
+
+
+for _spec in dagkit.model_specs():
+    if _spec.training is not None:
+        globals()[f"{_spec.name}_score"] = score_dag(_spec)
