@@ -108,6 +108,37 @@ def drift_alert(
     )
 
 
+def retrain_alert(model: str, outcome: Mapping[str, Any], links: Mapping[str, str]) -> Alert:
+    """The alert at the end of a drift-triggered retrain: promoted, champion kept, or training failed.
+
+    ``outcome`` is :func:`airloop.retraining.retrain_outcome`'s result.
+    """
+    result = outcome["outcome"]
+    window = outcome["window"]
+    if result == "promoted":
+        headline = f"Model {model} retrained on drift in {window}: version {outcome['version']} is the new champion."
+        subject = f"[airloop] {model}: retrained, v{outcome['version']} promoted (drift in {window})"
+    elif result == "champion kept":
+        headline = (
+            f"Model {model} retrained on drift in {window}: the challenger v{outcome['version']} did not pass the "
+            f"gate, champion v{outcome['champion_before']} stays."
+        )
+        subject = f"[airloop] {model}: retrained, champion kept (drift in {window})"
+    else:
+        headline = f"Model {model}: retraining on drift in {window} failed; the drift event stays pending."
+        subject = f"[airloop] {model}: retraining failed (drift in {window})"
+    facts = [
+        ("Model", model),
+        ("Drift window", window),
+        ("Outcome", result),
+        ("Champion before", f"v{outcome['champion_before']}" if outcome.get("champion_before") else "none"),
+        ("Challenger", f"v{outcome['version']}" if outcome.get("version") else "none"),
+        ("Why", "\n".join(outcome.get("reasons") or []) or "-"),
+        ("Training run", outcome["train_run_id"]),
+    ]
+    return _compose(subject=subject, headline=headline, facts=facts, links=links)
+
+
 def failure_alert(
     model: str,
     *,

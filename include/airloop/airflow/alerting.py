@@ -13,7 +13,7 @@ from typing import Any
 
 from airloop import warehouse
 from airloop.airflow.notify import AlertDeliveryError, raise_if_failed, send_alert
-from airloop.alerts import Alert, drift_alert, failure_alert, quarantine_alert
+from airloop.alerts import Alert, drift_alert, failure_alert, quarantine_alert, retrain_alert
 from airloop.ingest import model_spec
 from airloop.settings import settings
 
@@ -75,6 +75,13 @@ def alert_drift(model: str, result: Mapping[str, Any], context: Mapping[str, Any
     return _deliver(
         model, alert, f"alert:drift:{model}:{window}:", context, partition=result["window"]["last"]
     )
+
+
+def alert_retrain(model: str, outcome: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Tell the model's channels what a drift-triggered retrain decided; raises if a channel could not be reached."""
+    alert = retrain_alert(model, outcome, _run_link(context))
+    key = f"alert:retrain:{model}:{outcome['drift_event_id']}:{outcome['train_run_id']}:"
+    return _deliver(model, alert, key, context, partition=outcome["window"].split("..")[-1])
 
 
 def alert_task_failure(model: str, context: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -45,3 +45,34 @@ class PartitionLandedTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "timeout", "partition": self.partition})
                 return
             await asyncio.sleep(min(self.poke_interval, remaining))
+
+
+class DriftEventTrigger(BaseTrigger):
+    """Fires with the drift event a retrain is due for, or with ``status="timeout"`` at ``deadline`` (ISO, UTC)."""
+
+    def __init__(self, *, model: str, deadline: str, poke_interval: float = 10.0) -> None:
+        super().__init__()
+        self.model = model
+        self.deadline = deadline
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "airloop.airflow.triggers.DriftEventTrigger",
+            {"model": self.model, "deadline": self.deadline, "poke_interval": self.poke_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airloop.retraining import due_drift_event
+
+        deadline = datetime.fromisoformat(self.deadline)
+        while True:
+            event = await asyncio.to_thread(due_drift_event, self.model)
+            if event is not None:
+                yield TriggerEvent({"status": "due", "event": event})
+                return
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                yield TriggerEvent({"status": "timeout"})
+                return
+            await asyncio.sleep(min(self.poke_interval, remaining))
