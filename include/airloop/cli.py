@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = commands.add_parser("demo", help="bring the stack up and replay 2013 flights into the landing folder")
     demo.add_argument("--start", type=date.fromisoformat, default=date(2013, 1, 1))
-    demo.add_argument("--days", type=int, default=14, help="how many days to land")
+    demo.add_argument("--days", type=int, default=21, help="how many days to land (then a champion is trained)")
     demo.add_argument("--interval", type=float, default=2.0, help="seconds between two landed days")
     demo.add_argument("--exit", action="store_true", help="stop the stack once the landed days are ingested")
 
@@ -109,9 +109,10 @@ def _up(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from airloop.demo.driver import AirflowApi
     from airloop.demo.replay import day_frame, days, write_partition
     from airloop.stack import Stack
-    from airloop.status import model_status
+    from airloop.status import format_status, full_status, model_status
 
     config = load_settings()
     model = "flights_delay"
@@ -132,11 +133,22 @@ def _demo(args: argparse.Namespace) -> int:
                     print(f"ingested {batch['partition']}: {batch['status']}, {batch['rows']} rows {batch['reason'] or ''}")
             if stack.wait(timeout=2.0) is not None:
                 return 1
-        print(f"{len(done)} days ingested; `airloop status {model}` shows the ledger.")
+        print(f"{len(done)} days ingested; training the first champion (flights_delay_train)...")
+        api = AirflowApi(stack.airflow_url, "admin", stack.passwords["admin"])
+        try:
+            api.wait_for_dag(f"{model}_train")
+            run_id = api.trigger(f"{model}_train", {"window_end": wanted[-1].isoformat()})
+            state = api.wait_for_run(f"{model}_train", run_id)
+        finally:
+            api.close()
+        print(f"training run {run_id}: {state}")
+        print(format_status(full_status(model, config)))
+        print(f"MLflow: {stack.mlflow_url} (experiment {model}, registered model {model}, alias champion)")
         if not args.exit:
             print("The UIs stay up; Ctrl-C stops everything.")
-            stack.wait()
-    return 0
+            if stack.wait() is not None:
+                return 1
+    return 0 if state == "success" else 1
 
 
 _COMMANDS = {
