@@ -11,7 +11,7 @@ export UV_COMPILE_BYTECODE := 1
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo up test test-unit test-integration test-e2e test-browser lint format bench clean
+.PHONY: help install lock demo up browser test test-unit test-integration test-e2e lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ demo: install ## bring up Airflow + MLflow and replay 2013 flights through inges
 up: install ## run the local stack (Airflow + MLflow) until Ctrl-C
 	$(VENV)/bin/airloop up
 
-test: install ## every test tier: unit and DAG, integration, end-to-end
+browser: ## Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed: browser tests will skip (fail under CI)"
+
+test: install browser ## every test tier: unit and DAG, integration, end-to-end (with the browser tests)
 	$(PYTEST) -m "unit or dags" tests/unit tests/dags
 	$(PYTEST) tests/integration
 	$(PYTEST) tests/e2e
@@ -45,7 +48,7 @@ test-unit: install ## unit and DAG integrity tests only
 test-integration: install ## integration tests (PostgreSQL, MLflow, dag.test())
 	$(PYTEST) tests/integration
 
-test-e2e: install ## end-to-end tests on the real scheduler
+test-e2e: install browser ## end-to-end tests on the real scheduler, and the UIs in Chromium
 	$(PYTEST) tests/e2e
 
 lint: install ## ruff (with Airflow's AIR rules)

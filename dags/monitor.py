@@ -37,6 +37,7 @@ def monitor_dag(spec: ModelSpec) -> DAG:
         description=f"Drift and quality monitoring of {model}",
         schedule=dagkit.monitoring_timetable(spec),
         start_date=dagkit.start(spec),
+        end_date=dagkit.end(spec),
         catchup=False,
         # Evidently holds both frames in memory: windows are monitored one after the other.
         max_active_runs=1,
