@@ -4,7 +4,8 @@
 Runs when ingestion emits the Asset `airloop://<model>/batches`, for every partition named by the triggering
 events (several loads may trigger one run); a manual run may name `partitions` instead (re-scoring, backfill).
 
-1. **partitions_to_score**: the partitions of the triggering events (or the param).
+1. **partitions_to_score**: the partitions of the triggering events and any validated partition the champion has
+   not scored yet (or the param).
 2. **score_champion**: `models:/<name>@champion` is resolved now, loaded by version number, and scores every row;
    predictions go to `<model>_predictions` with the model version, the batch checksum and this run. A partition
    is replaced per alias in one transaction: re-running leaves no duplicates. Skipped while there is no champion.
@@ -49,11 +50,10 @@ def score_dag(spec: ModelSpec) -> DAG:
 
         @task
         def partitions_to_score(params=None, triggering_asset_events=None) -> list[str]:
-            from airloop.scoring import partitions_to_score
+            from airloop.scoring import partitions_to_score, unscored_partitions
 
-            return partitions_to_score(
-                dagkit.asset_event_extras(triggering_asset_events), params["partitions"]
-            )
+            events = dagkit.asset_event_extras(triggering_asset_events)
+            return partitions_to_score(events, params["partitions"], unscored_partitions(model))
 
         @task
         def score_champion(partitions: list[str], run_id=None) -> dict:

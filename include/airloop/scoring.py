@@ -81,13 +81,38 @@ def create_table(engine: Engine, table: sa.Table) -> None:
 
 
 def partitions_to_score(
-    event_extras: Iterable[Mapping[str, Any]], requested: Sequence[str] | None
+    event_extras: Iterable[Mapping[str, Any]],
+    requested: Sequence[str] | None,
+    unscored: Iterable[str] = (),
 ) -> list[str]:
-    """The partitions a score run covers: those named by the run (``requested``) or else by its triggering
-    Asset events' ``extra["partition"]``; sorted, each once (several ingest runs may trigger one score run)."""
+    """The partitions a score run covers: those named by the run (``requested``) or else those of its triggering
+    Asset events' ``extra["partition"]`` together with every validated partition the champion has not scored
+    (``unscored``): an Asset event that arrives while a score run is queued can be merged away by the scheduler,
+    and a partition must not stay unscored until the next batch. Sorted, each once."""
     if requested:
         return sorted(set(requested))
-    return sorted({str(extra["partition"]) for extra in event_extras if extra.get("partition")})
+    named = {str(extra["partition"]) for extra in event_extras if extra.get("partition")}
+    return sorted(named | set(unscored))
+
+
+def unscored_partitions(model: str, *, config: Settings | None = None) -> list[str]:
+    """Validated partitions without champion predictions of their current content (new, or reloaded since)."""
+    config = config or settings()
+    engine = warehouse.engine_for(config.warehouse_url)
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(warehouse.ledger.name):
+        return []
+    passed = {
+        r["partition"]: r["checksum"] for r in warehouse.ledger_rows(engine, model) if r["status"] == "passed"
+    }
+    spec = model_spec(model, config)
+    table = predictions_table(spec)
+    if not inspector.has_table(table.name):
+        return sorted(passed)
+    with engine.connect() as conn:
+        query = sa.select(table.c.partition, table.c.batch_checksum).where(table.c.alias == CHAMPION).distinct()
+        scored = {(p, c) for p, c in conn.execute(query)}
+    return sorted(p for p, checksum in passed.items() if (p, checksum) not in scored)
 
 
 def read_rows(engine: Engine, spec: ModelSpec, partitions: Sequence[str]) -> pd.DataFrame:

@@ -316,7 +316,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
 
 
 def _e2e_specs(target: Path) -> Path:
-    """The shipped specs with catchup off (backfills are the tests' own doing) and short waits."""
+    """The shipped specs with catchup off (backfills are the tests' own doing), short waits, and small training
+    and monitoring windows."""
     import yaml
 
     target.mkdir()
@@ -324,6 +325,13 @@ def _e2e_specs(target: Path) -> Path:
         raw = yaml.safe_load(path.read_text())
         raw["catchup"] = False
         raw["source"].update(poke_interval_seconds=2, wait_timeout_minutes=2)
+        # Small enough to train and monitor in seconds on 2 loaded cores (test_loop_e2e drives both).
+        if raw.get("training"):
+            raw["training"].update(window_days=28, holdout_days=5)
+            raw["training"]["search"].update(trials=3, timeout_minutes=2)
+        if raw.get("monitoring"):
+            # A 3-day window: July against a February reference drifts in 9 of 17 features (measured).
+            raw["monitoring"].update(window_days=3)
         (target / path.name).write_text(yaml.safe_dump(raw))
     return target
 

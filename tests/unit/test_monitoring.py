@@ -238,3 +238,37 @@ def test_the_drift_alert_carries_the_figures_and_escapes_them():
     assert "&lt;dewp&gt;" in alert.html and "&lt;dewp&gt;" in alert.slack_text
     assert '<a href="http://mlflow/#/runs/1">MLflow run</a>' in alert.html
     assert "Drift report: file:///r.html" in alert.html  # not a web link: shown, never clickable
+
+
+def test_partitions_to_score_include_what_the_champion_has_not_scored():
+    extras = [{"partition": "2013-01-03"}]
+    assert partitions_to_score(extras, None, ["2013-01-02", "2013-01-03"]) == ["2013-01-02", "2013-01-03"]
+    assert partitions_to_score(extras, ["2013-02-01"], ["2013-01-02"]) == ["2013-02-01"]
+
+
+def test_unscored_partitions_follow_the_ledger_and_the_predictions(airloop_home):
+    from datetime import date
+
+    import pandas as pd
+
+    from airloop import warehouse
+    from airloop.demo.replay import day_frame
+    from airloop.ingest import model_spec
+    from airloop.scoring import CHAMPION, create_table, predictions_table, unscored_partitions
+
+    spec = model_spec("flights_delay", airloop_home)
+    engine = warehouse.engine_for(airloop_home.warehouse_url)
+    warehouse.ensure_tables(engine, spec)
+    assert unscored_partitions("flights_delay", config=airloop_home) == []
+    for day, checksum in ((date(2013, 1, 2), "a" * 64), (date(2013, 1, 3), "b" * 64)):
+        ledger = {"checksum": checksum, "files": [], "validation_result_id": "r", "reason": ""}
+        warehouse.replace_partition(engine, spec, day.isoformat(), day_frame(day).head(5), ledger_row=ledger)
+    assert unscored_partitions("flights_delay", config=airloop_home) == ["2013-01-02", "2013-01-03"]
+    table = predictions_table(spec)
+    create_table(engine, table)
+    row = {"partition": "2013-01-02", "alias": CHAMPION, "row_index": 0, "model": "m", "version": "1",
+           "probability": 0.1, "predicted_label": False, "batch_checksum": "a" * 64,
+           "scored_at": pd.Timestamp.now(tz="UTC").to_pydatetime()}
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [row, {**row, "partition": "2013-01-03", "batch_checksum": "stale"}])
+    assert unscored_partitions("flights_delay", config=airloop_home) == ["2013-01-03"]

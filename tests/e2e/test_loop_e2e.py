@@ -1,0 +1,338 @@
+"""The closed loop on the real stack (LocalExecutor, PostgreSQL), driven through the REST API.
+
+A first champion is trained on February; a drifted July batch lands and is ingested (backfill), scored by the
+score DAG off the batches Asset and monitored (a manual run of the weekly monitor); the drift is recorded and
+alerted by email and Slack; the retrain DAG runs off the drift Asset, its sensor fires, it trains through
+`<model>_train` and gates the challenger; the outcome is alerted; the next batch is scored by the champion then
+in place (the new version when the gate promoted it).
+
+Training days are written to the warehouse directly (with their ledger rows): ingestion has its own e2e test, and
+these days (February, late June/early July) are not the ones it uses. The specs are shrunk by the e2e conftest
+(28-day training window, 5-day holdout, 3 trials, 3-day monitoring window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, date, datetime
+from email import message_from_bytes
+
+import pytest
+import sqlalchemy as sa
+
+from airloop import warehouse
+from airloop.demo.replay import day_frame, days, write_partition
+from airloop.spec import load_spec
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "flights_delay"
+INGEST, SCORE, TRAIN, MONITOR, RETRAIN = (
+    f"{MODEL}_{kind}" for kind in ("ingest", "score", "train", "monitor", "retrain")
+)
+FIRST_WINDOW = list(days(date(2013, 2, 1), date(2013, 2, 28)))  # the first champion's training window
+RECENT = list(days(date(2013, 6, 23), date(2013, 7, 17)))  # validated days before the drift (retrain window)
+#: The drifted batch: lands, is ingested, scored and monitored.
+DRIFTED = list(days(date(2013, 7, 18), date(2013, 7, 20)))
+NEXT = date(2013, 7, 21)  # the next batch, scored after the retrain
+#: A manual run of the @weekly monitor with this logical date covers [2013-07-14, 2013-07-21): the last complete
+#: week ending at or before it; with window_days 3 the monitored days are DRIFTED.
+MONITOR_LOGICAL = datetime(2013, 7, 21, tzinfo=UTC)
+
+TIMINGS: dict[str, float] = {}
+
+
+def _at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _timed(step: str, started: float) -> float:
+    TIMINGS[step] = round(time.monotonic() - started, 1)
+    print(f"[loop] {step}: {TIMINGS[step]} s")
+    return TIMINGS[step]
+
+
+@pytest.fixture(scope="module")
+def loop(stack):
+    spec = load_spec(stack.settings.models_dir / f"{MODEL}.yaml")
+    engine = warehouse.engine_for(stack.settings.warehouse_url)
+    warehouse.ensure_tables(engine, spec)
+    for day in FIRST_WINDOW + RECENT:
+        frame = day_frame(day)
+        checksum = hashlib.sha256(f"e2e-seed:{day}:{len(frame)}".encode()).hexdigest()
+        warehouse.replace_partition(
+            engine, spec, day.isoformat(), frame, ledger_row={"checksum": checksum, "files": []}
+        )
+    for dag_id in (INGEST, SCORE, TRAIN, MONITOR, RETRAIN):
+        stack.wait_for_dag(dag_id)
+    yield {"spec": spec, "engine": engine, "state": {}}
+    engine.dispose()
+
+
+def _predictions(engine, partitions: list[str]) -> dict[str, set[str]]:
+    """{partition: {versions}} of the champion's predictions for ``partitions``."""
+    table = sa.table(f"{MODEL}_predictions", sa.column("partition"), sa.column("alias"), sa.column("version"))
+    query = (
+        sa.select(table.c.partition, table.c.version)
+        .where(table.c.alias == "champion", table.c.partition.in_(partitions))
+        .distinct()
+    )
+    out: dict[str, set[str]] = {}
+    try:
+        with engine.connect() as conn:
+            for partition, version in conn.execute(query):
+                out.setdefault(partition, set()).add(str(version))
+    except sa.exc.ProgrammingError:  # no predictions table yet
+        return {}
+    return out
+
+
+def _wait_scored(engine, days_: list[date], timeout: float = 240) -> dict[str, set[str]]:
+    partitions = [d.isoformat() for d in days_]
+    deadline = time.monotonic() + timeout
+    while True:
+        scored = _predictions(engine, partitions)
+        if set(scored) == set(partitions):
+            return scored
+        assert time.monotonic() < deadline, f"not scored by the champion after {timeout} s: {scored}"
+        time.sleep(1)
+
+
+def _alerts(stack) -> tuple[list, list]:
+    emails = [message_from_bytes(p.read_bytes()) for p in sorted((stack.catcher_dir / "email").glob("*.eml"))]
+    hooks = [json.loads(p.read_text()) for p in sorted((stack.catcher_dir / "slack").glob("*.json"))]
+    return emails, hooks
+
+
+def _wait_alert(stack, subject: str, slack: str, timeout: float = 60) -> tuple[list[str], list[str]]:
+    """Email subjects containing ``subject`` and Slack texts containing ``slack``, once both channels have one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        emails, hooks = _alerts(stack)
+        subjects = [str(m["Subject"]) for m in emails if subject in str(m["Subject"])]
+        texts = [h["text"] for h in hooks if slack in h.get("text", "")]
+        if subjects and texts:
+            return subjects, texts
+        assert time.monotonic() < deadline, (
+            f"no alert with {subject!r} / {slack!r} on both channels after {timeout} s: "
+            f"{[str(m['Subject']) for m in emails]} {[h.get('text', '')[:120] for h in hooks]}"
+        )
+        time.sleep(1)
+
+
+def _runs(stack, dag_id: str) -> list[dict]:
+    return stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", query={"limit": 100, "order_by": "run_after"})[
+        "dag_runs"
+    ]
+
+
+def _span(run: dict) -> float:
+    """A run's duration from its start and end dates."""
+    start, end = (datetime.fromisoformat(run[k].replace("Z", "+00:00")) for k in ("start_date", "end_date"))
+    return round((end - start).total_seconds(), 1)
+
+
+def _land(stack, day_list: list[date]) -> None:
+    landing = stack.settings.landing_for(MODEL)
+    for day in day_list:
+        write_partition(day_frame(day), landing, day)
+
+
+def test_first_champion(stack, loop):
+    started = time.monotonic()
+    run_id = stack.trigger(TRAIN, conf={"window_end": FIRST_WINDOW[-1].isoformat()})
+    run = stack.wait_for_run(TRAIN, run_id, timeout=360)
+    _timed("first training (trigger to end)", started)
+    assert run["state"] == "success", run["task_states"]
+    assert run["task_states"]["promote_champion"] == "success", run["task_states"]
+    promoted = stack.xcom(TRAIN, run_id, "promote_champion")
+    loop["state"]["v1"] = str(promoted.get("version") or promoted.get("champion_version"))
+    print(f"[loop] first champion: {promoted}")
+
+
+def test_drifted_batch_is_scored_monitored_alerted_and_retrained(stack, loop):
+    engine, state = loop["engine"], loop["state"]
+    if "v1" not in state:
+        pytest.skip("no first champion")
+    v1 = state["v1"]
+
+    # (1) the drifted batch lands and is ingested; the score DAG runs off the batches Asset.
+    t0 = time.monotonic()
+    _land(stack, DRIFTED)
+    # Day by day: Airflow 3.3 drops an Asset event that arrives while the score DAG (max_active_runs=1) already
+    # has a run queued for an earlier one (the queued run consumes only the events up to its queue time, and
+    # the queue row is then deleted), so a 3-day backfill left its last day unscored until the next batch.
+    for day in DRIFTED:
+        runs = stack.backfill(INGEST, _at(day), _at(day))
+        assert [r["state"] for r in runs] == ["success"], runs
+        _wait_scored(engine, [day])
+    _timed("ingest of the drifted batch, day by day", t0)
+    scored = _wait_scored(engine, DRIFTED)
+    _timed("drifted batch landed -> scored", t0)
+    assert all(versions == {v1} for versions in scored.values()), scored
+
+    # (2) a manual run of the monitor for the week ending 2013-07-21.
+    t1 = time.monotonic()
+    retrains_before = {r["dag_run_id"] for r in _runs(stack, RETRAIN)}
+    monitor_run = stack.trigger(MONITOR, logical_date=MONITOR_LOGICAL.isoformat())
+    run = stack.wait_for_run(MONITOR, monitor_run, timeout=300)
+    _timed("monitor run", t1)
+    assert run["data_interval_end"].startswith("2013-07-21"), run
+    assert run["data_interval_start"].startswith("2013-07-14"), run
+    assert run["state"] == "success", run["task_states"]
+    assert {k: run["task_states"][k] for k in ("drift_detected", "record_drift", "alert_drift")} == {
+        "drift_detected": "success",
+        "record_drift": "success",
+        "alert_drift": "success",
+    }, (run["task_states"], stack.xcom(MONITOR, monitor_run, "monitor_window"))
+    result = stack.xcom(MONITOR, monitor_run, "monitor_window")
+    window = f"{DRIFTED[0]}..{DRIFTED[-1]}"
+    assert f"{result['window']['first']}..{result['window']['last']}" == window
+    drift_event = stack.xcom(MONITOR, monitor_run, "record_drift")
+    assert drift_event["new"] and drift_event["window"] == window
+    print(f"[loop] drift: share {result['drift']['share']}, reasons {result['reasons']}")
+
+    # (3) the drift alert, on both channels.
+    subjects, texts = _wait_alert(
+        stack, f"{MODEL}: drift in {window}", f"Model {MODEL} has drifted in {window}"
+    )
+    assert len(subjects) == len(texts) == 1 and "features drifted" in subjects[0], (subjects, texts)
+    _timed("drifted batch landed -> drift alert", t0)
+
+    # (4) the retrain DAG runs off the drift Asset: sensor, training, gate, outcome, alert.
+    deadline = time.monotonic() + 60
+    while not (new := [r for r in _runs(stack, RETRAIN) if r["dag_run_id"] not in retrains_before]):
+        assert time.monotonic() < deadline, "the drift Asset started no retrain run"
+        time.sleep(1)
+    retrain_run = new[0]
+    assert retrain_run["run_type"] == "asset_triggered", retrain_run
+    t2 = time.monotonic()
+    run = stack.wait_for_run(RETRAIN, retrain_run["dag_run_id"], timeout=420)
+    _timed("retrain run (from its first poll)", t2)
+    assert run["state"] == "success", run["task_states"]
+    assert set(run["task_states"].values()) == {"success"}, run["task_states"]
+    due = stack.xcom(RETRAIN, retrain_run["dag_run_id"], "wait_for_drift")
+    assert due["id"] == drift_event["event_id"] and due["partition"] == DRIFTED[-1].isoformat(), due
+    train_run_id = f"retrain__{retrain_run['dag_run_id']}"
+    train = stack.wait_for_run(TRAIN, train_run_id)
+    TIMINGS["retrain run (scheduler timestamps)"] = _span(run)
+    TIMINGS["triggered training run (scheduler timestamps)"] = _span(train)
+    assert train["conf"]["window_end"] == DRIFTED[-1].isoformat(), train["conf"]
+    outcome = stack.xcom(RETRAIN, retrain_run["dag_run_id"], "record_outcome")
+    print(f"[loop] retrain outcome: {outcome}")
+    assert outcome["outcome"] in ("promoted", "champion kept"), outcome
+    assert outcome["handled_events"] == [drift_event["event_id"]], outcome
+    if outcome["outcome"] == "promoted":
+        assert train["task_states"]["promote_champion"] == "success", train["task_states"]
+        assert outcome["version"] != v1 and str(outcome["champion_before"]) == v1, outcome
+        serving = str(outcome["version"])
+        _wait_alert(
+            stack,
+            f"retrained, v{serving} promoted (drift in {window})",
+            f"retrained on drift in {window}: version {serving} is the new champion",
+        )
+    else:
+        assert train["task_states"]["promote_champion"] == "skipped", train["task_states"]
+        serving = v1
+        _, texts = _wait_alert(
+            stack, f"retrained, champion kept (drift in {window})", f"retrained on drift in {window}"
+        )
+        assert any(f"champion v{v1} stays" in t for t in texts), texts
+    _timed("drifted batch landed -> retrain outcome alerted", t0)
+    state.update(serving=serving, outcome=outcome["outcome"], t0=t0)
+
+    # (5) the next batch is scored by the champion now in place.
+    t3 = time.monotonic()
+    _land(stack, [NEXT])
+    runs = stack.backfill(INGEST, _at(NEXT), _at(NEXT))
+    assert [r["state"] for r in runs] == ["success"], runs
+    scored = _wait_scored(engine, [NEXT])
+    _timed("next batch landed -> scored", t3)
+    total = _timed("drifted batch landed -> first prediction by the serving champion", t0)
+    assert scored == {NEXT.isoformat(): {serving}}, (scored, outcome)
+    # The drifted days keep the predictions of the version that served them.
+    assert all(v == {v1} for v in _predictions(engine, [d.isoformat() for d in DRIFTED]).values())
+    print(f"[loop] outcome {outcome['outcome']}: v{v1} -> v{serving}; landed-to-new-prediction {total} s")
+    print(f"[loop] timings: {json.dumps(TIMINGS, indent=1)}")
+
+
+def test_two_drift_events_in_a_row_give_one_retrain(stack, loop):
+    """A retrain run started with no drift due waits deferred in the triggerer (no worker slot); two drift events
+    recorded back to back, each announced on the drift Asset, make its trigger fire once: one training, on the
+    newest event (or, if the trigger saw only the first, the second falls in the cooldown): at most one promotion.
+    Any further retrain run the Asset events start finds nothing due and waits deferred too."""
+    from airloop.monitoring import open_drift_events, record_drift
+
+    state = loop["state"]
+    if "serving" not in state:
+        pytest.skip("the loop did not run")
+    config = stack.settings
+    spec = loop["spec"]
+    [asset] = stack.api("GET", "/api/v2/assets", query={"uri_pattern": spec.drift_asset})["assets"]
+    trains_before = {r["dag_run_id"] for r in _runs(stack, TRAIN)}
+    retrains_before = {r["dag_run_id"] for r in _runs(stack, RETRAIN)}
+    assert open_drift_events(MODEL, config=config) == []
+    started = time.monotonic()
+
+    # (1) a retrain run with nothing due: its sensor defers to the triggerer.
+    stack.api("POST", "/api/v2/assets/events", asset_id=asset["id"], extra={"e2e": "nothing due"})
+    deadline = time.monotonic() + 60
+    while not (new := [r for r in _runs(stack, RETRAIN) if r["dag_run_id"] not in retrains_before]):
+        assert time.monotonic() < deadline, "the drift Asset event started no retrain run"
+        time.sleep(1)
+    waiting = new[0]["dag_run_id"]
+    deadline = time.monotonic() + 90
+    while stack.task_states(RETRAIN, waiting).get("wait_for_drift") != "deferred":
+        assert time.monotonic() < deadline, stack.task_states(RETRAIN, waiting)
+        time.sleep(1)
+    _timed("retrain run with nothing due -> sensor deferred", started)
+
+    # (2) two drift events in a row, outside the 72 h cooldown after the retrain on data up to 2013-07-20 and
+    # one day apart from each other.
+    windows = [("2013-07-21", "2013-07-23"), ("2013-07-22", "2013-07-24")]
+    recorded = [
+        record_drift(
+            MODEL,
+            {"window": {"first": first, "last": last}, "drift": {"share": 0.5}, "drifted": True},
+            airflow_run_id="e2e",
+            config=config,
+        )
+        for first, last in windows
+    ]
+    events = [event["event_id"] for event in recorded]
+    for event in recorded:  # what record_drift's outlet does in a monitor run
+        stack.api("POST", "/api/v2/assets/events", asset_id=asset["id"], extra=event)
+    t1 = time.monotonic()
+    run = stack.wait_for_run(RETRAIN, waiting, timeout=420)
+    _timed("two drift events -> deferred sensor fired -> retrain done", t1)
+    assert run["state"] == "success", run["task_states"]
+    due = stack.xcom(RETRAIN, waiting, "wait_for_drift")
+    outcome = stack.xcom(RETRAIN, waiting, "record_outcome")
+    print(
+        f"[loop] two events {events}: sensor fired on {due['id']}; {outcome['outcome']}, {outcome['reasons'][:2]}"
+    )
+    assert outcome["outcome"] in ("promoted", "champion kept"), outcome
+    if due["id"] == events[-1]:
+        assert outcome["handled_events"] == events and open_drift_events(MODEL, config=config) == [], outcome
+    else:  # the trigger polled between the two writes: the second is within the cooldown, left pending
+        assert outcome["handled_events"] == events[:1], outcome
+        assert [e["id"] for e in open_drift_events(MODEL, config=config)] == events[1:]
+
+    # (3) whatever other retrain runs the Asset events started find nothing due: they wait, deferred.
+    time.sleep(5)
+    for extra in [r for r in _runs(stack, RETRAIN) if r["dag_run_id"] not in retrains_before | {waiting}]:
+        deadline = time.monotonic() + 90
+        while stack.task_states(RETRAIN, extra["dag_run_id"]).get("wait_for_drift") != "deferred":
+            assert time.monotonic() < deadline, stack.task_states(RETRAIN, extra["dag_run_id"])
+            time.sleep(1)
+    trains = [r["dag_run_id"] for r in _runs(stack, TRAIN) if r["dag_run_id"] not in trains_before]
+    assert trains == [f"retrain__{waiting}"], trains
+    promotions = [
+        e
+        for e in warehouse.events_for(loop["engine"], MODEL, ["promotion"])
+        if e["payload"].get("airflow_run_id") == trains[0]
+    ]
+    assert len(promotions) == (outcome["outcome"] == "promoted"), promotions
+    print(f"[loop] timings: {json.dumps(TIMINGS)}")
