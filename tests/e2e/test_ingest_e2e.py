@@ -133,6 +133,6 @@ def test_bad_days_are_quarantined_alerted_and_kept_out(stack, landed):
     # Other tests share the catcher: count only the alerts about these days' quarantines, one per channel each.
     for day in expectations:
         subjects = [m["Subject"] for m in emails if f"batch {day.isoformat()} quarantined" in m["Subject"]]
-        texts = [h["text"] for h in hooks if day.isoformat() in h["text"] and "quarantined" in h["text"]]
+        texts = [h["text"] for h in hooks if f"Batch {day.isoformat()} of model flights_delay" in h["text"]]
         assert len(subjects) == 1, [m["Subject"] for m in emails]
         assert len(texts) == 1
