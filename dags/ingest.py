@@ -27,17 +27,12 @@ def ingest_dag(spec: ModelSpec) -> DAG:
     model = spec.name
     batches = Asset(spec.batches_asset)
     with DAG(
-        dag_id=f"{model}_ingest",
+        **dagkit.dag_args(spec, "ingest", __doc__),
         description=f"Validated daily ingestion of {model}",
         schedule=dagkit.timetable(spec),
-        start_date=dagkit.start(spec),
         end_date=dagkit.end(spec),
         catchup=spec.catchup,
         max_active_runs=4,
-        default_args=dagkit.default_args(spec),
-        tags=["airloop", model, "ingest", *spec.tags],
-        doc_md=__doc__,
-        is_paused_upon_creation=False,
     ) as dag:
         wait = LandedPartitionSensor(
             task_id="wait_for_partition",

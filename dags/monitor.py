@@ -33,18 +33,13 @@ def monitor_dag(spec: ModelSpec) -> DAG:
     model = spec.name
     drift = Asset(spec.drift_asset)
     with DAG(
-        dag_id=f"{model}_monitor",
+        **dagkit.dag_args(spec, "monitor", __doc__),
         description=f"Drift and quality monitoring of {model}",
         schedule=dagkit.monitoring_timetable(spec),
-        start_date=dagkit.start(spec),
         end_date=dagkit.end(spec),
         catchup=False,
         # Evidently holds both frames in memory: windows are monitored one after the other.
         max_active_runs=1,
-        default_args=dagkit.default_args(spec),
-        tags=["airloop", model, "monitor", *spec.tags],
-        doc_md=__doc__,
-        is_paused_upon_creation=False,
     ) as dag:
 
         @task(retries=1)

@@ -31,16 +31,11 @@ from airloop.spec import ModelSpec
 def retrain_dag(spec: ModelSpec) -> DAG:
     model = spec.name
     with DAG(
-        dag_id=f"{model}_retrain",
+        **dagkit.dag_args(spec, "retrain", __doc__),
         description=f"Retrain {model} when its data drifts",
         schedule=[Asset(spec.drift_asset)],
-        start_date=dagkit.start(spec),
         catchup=False,
         max_active_runs=1,
-        default_args=dagkit.default_args(spec),
-        tags=["airloop", model, "retrain", *spec.tags],
-        doc_md=__doc__,
-        is_paused_upon_creation=False,
     ) as dag:
         drift = DriftEventSensor(
             task_id="wait_for_drift",

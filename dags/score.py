@@ -27,14 +27,12 @@ from airloop.spec import ModelSpec
 def score_dag(spec: ModelSpec) -> DAG:
     model = spec.name
     with DAG(
-        dag_id=f"{model}_score",
+        **dagkit.dag_args(spec, "score", __doc__),
         description=f"Batch predictions of {model} with the champion (and the challenger in shadow)",
         schedule=[Asset(spec.batches_asset)],
-        start_date=dagkit.start(spec),
         catchup=False,
         # One run at a time: a partition is never written by two runs at once.
         max_active_runs=1,
-        default_args=dagkit.default_args(spec),
         params={
             "partitions": Param(
                 None,
@@ -43,9 +41,6 @@ def score_dag(spec: ModelSpec) -> DAG:
                 description="Partitions (YYYY-MM-DD) to score; empty: those of the triggering Asset events",
             )
         },
-        tags=["airloop", model, "score", *spec.tags],
-        doc_md=__doc__,
-        is_paused_upon_creation=False,
     ) as dag:
 
         @task

@@ -33,13 +33,11 @@ def train_dag(spec: ModelSpec) -> DAG:
     model = spec.name
     champion = Asset(spec.champion_asset)
     with DAG(
-        dag_id=f"{model}_train",
+        **dagkit.dag_args(spec, "train", __doc__),
         description=f"Train, gate and promote {model}",
         schedule=None,
-        start_date=dagkit.start(spec),
         catchup=False,
         max_active_runs=1,
-        default_args=dagkit.default_args(spec),
         params={
             "window_end": Param(
                 None,
@@ -48,9 +46,6 @@ def train_dag(spec: ModelSpec) -> DAG:
                 description="Last day of the training window (YYYY-MM-DD); empty: the latest validated partition",
             )
         },
-        tags=["airloop", model, "train", *spec.tags],
-        doc_md=__doc__,
-        is_paused_upon_creation=False,
     ) as dag:
         # One retry: a second full training is only worth it for a transient failure (tracking server down).
         @task(retries=1)

@@ -39,6 +39,19 @@ def model_specs() -> list[ModelSpec]:
     return load_specs(settings().models_dir)
 
 
+def dag_args(spec: ModelSpec, stage: str, doc_md: str | None) -> dict[str, Any]:
+    """What every DAG of a model shares: its id (``<model>_<stage>``), start, task defaults, tags and docs, and
+    that it is not paused when first parsed."""
+    return {
+        "dag_id": f"{spec.name}_{stage}",
+        "start_date": start(spec),
+        "default_args": default_args(spec),
+        "tags": ["airloop", spec.name, stage, *spec.tags],
+        "doc_md": doc_md,
+        "is_paused_upon_creation": False,
+    }
+
+
 def default_args(spec: ModelSpec) -> dict[str, Any]:
     """Owner, retry policy and failure alert of every task of a model's DAGs."""
     return {
