@@ -21,7 +21,6 @@ and to the warehouse event log.
 from __future__ import annotations
 
 import getpass
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -392,7 +391,7 @@ def _move_champion(
         # The first statement of the transaction: a concurrent mover blocks here until this one commits.
         conn.execute(
             warehouse.events.insert().values(
-                _event_row(model, _LOCK_KIND, {"to": to}, f"{_LOCK_KIND}:{model}")
+                warehouse.event_row(model, _LOCK_KIND, {"to": to}, dedup_key=f"{_LOCK_KIND}:{model}")
             )
         )
         current = aliases(client, name).get(CHAMPION)
@@ -412,23 +411,9 @@ def _move_champion(
             client.set_registered_model_alias(name, PREVIOUS, previous)
         # The switch itself: one registry call, scoring sees the old champion or the new one, nothing between.
         client.set_registered_model_alias(name, CHAMPION, to)
-        conn.execute(warehouse.events.insert().values(_event_row(model, kind, payload)))
+        conn.execute(warehouse.events.insert().values(warehouse.event_row(model, kind, payload)))
         conn.execute(warehouse.events.delete().where(lock))
     return None
-
-
-def _event_row(
-    model: str, kind: str, payload: Mapping[str, Any], dedup_key: str | None = None
-) -> dict[str, Any]:
-    # The same row warehouse.record_event writes, for use inside the lock's transaction.
-    return {
-        "model": model,
-        "kind": kind,
-        "partition": None,
-        "dedup_key": dedup_key,
-        "payload": json.dumps(payload, default=str, sort_keys=True),
-        "created_at": datetime.now(UTC),
-    }
 
 
 def _record_refusal(

@@ -188,6 +188,25 @@ def _upsert_ledger(conn: Connection, model: str, partition: str, row: Mapping[st
     conn.execute(ledger.insert().values(**values))
 
 
+def event_row(
+    model: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    partition: str | None = None,
+    dedup_key: str | None = None,
+) -> dict[str, Any]:
+    """One row of the event log, for writing inside a caller's own transaction."""
+    return {
+        "model": model,
+        "kind": kind,
+        "partition": partition,
+        "dedup_key": dedup_key,
+        "payload": json.dumps(payload, default=str, sort_keys=True),
+        "created_at": _now(),
+    }
+
+
 def record_event(
     engine: Engine,
     model: str,
@@ -198,14 +217,7 @@ def record_event(
     dedup_key: str | None = None,
 ) -> bool:
     """Append to the event log; with ``dedup_key`` an event is written once. Returns whether it was written."""
-    values = {
-        "model": model,
-        "kind": kind,
-        "partition": partition,
-        "dedup_key": dedup_key,
-        "payload": json.dumps(payload, default=str, sort_keys=True),
-        "created_at": _now(),
-    }
+    values = event_row(model, kind, payload, partition=partition, dedup_key=dedup_key)
     with engine.begin() as conn:
         if dedup_key is not None and conn.execute(
             sa.select(events.c.id).where(events.c.dedup_key == dedup_key)
