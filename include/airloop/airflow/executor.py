@@ -26,6 +26,7 @@ PRELOAD = (
     "great_expectations",
     "mlflow",
     "mlflow.sklearn",
+    "skops.io",  # how MLflow loads airloop's models: 1.5 s to import (it lists every trusted type)
     "optuna",
     "evidently",
     "airloop.ingest",
