@@ -1,11 +1,12 @@
 """
 ### `<model>_score`: batch predictions with the champion, and the challenger in shadow
 
-Runs when ingestion emits the Asset `airloop://<model>/batches`, for every partition named by the triggering
-events (several loads may trigger one run); a manual run may name `partitions` instead (re-scoring, backfill).
+Runs when ingestion emits the Asset `airloop://<model>/batches` (several loads may trigger one run); a manual run
+may name `partitions` instead (re-scoring, backfill).
 
-1. **partitions_to_score**: the partitions of the triggering events and any validated partition the champion has
-   not scored yet (or the param).
+1. **partitions_to_score**: every validated partition the champion has not scored in its current content (those
+   of the triggering events among them), or the param. A partition already scored keeps the predictions of the
+   version that served it.
 2. **score_champion**: `models:/<name>@champion` is resolved now, loaded by version number, and scores every row;
    predictions go to `<model>_predictions` with the model version, the batch checksum and this run. A partition
    is replaced per alias in one transaction: re-running leaves no duplicates. Skipped while there is no champion.

@@ -83,16 +83,22 @@ def create_table(engine: Engine, table: sa.Table) -> None:
 def partitions_to_score(
     event_extras: Iterable[Mapping[str, Any]],
     requested: Sequence[str] | None,
-    unscored: Iterable[str] = (),
+    unscored: Iterable[str] | None = None,
 ) -> list[str]:
-    """The partitions a score run covers: those named by the run (``requested``) or else those of its triggering
-    Asset events' ``extra["partition"]`` together with every validated partition the champion has not scored
-    (``unscored``): an Asset event that arrives while a score run is queued can be merged away by the scheduler,
-    and a partition must not stay unscored until the next batch. Sorted, each once."""
+    """The partitions a score run covers, sorted, each once.
+
+    A run with partitions named (``requested``: a person re-scoring) scores those. Otherwise, given ``unscored``
+    (the validated partitions the champion has not scored in their current content), it scores exactly those:
+    the partitions of the triggering Asset events are among them, and so is a partition whose event Airflow
+    merged into a run already queued. A partition an event names but an earlier run has scored meanwhile is not
+    scored again: its predictions stay those of the version that served it. Without ``unscored``, the events'
+    ``extra["partition"]``.
+    """
     if requested:
         return sorted(set(requested))
-    named = {str(extra["partition"]) for extra in event_extras if extra.get("partition")}
-    return sorted(named | set(unscored))
+    if unscored is not None:
+        return sorted(set(unscored))
+    return sorted({str(extra["partition"]) for extra in event_extras if extra.get("partition")})
 
 
 def unscored_partitions(model: str, *, config: Settings | None = None) -> list[str]:

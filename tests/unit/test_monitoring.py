@@ -243,6 +243,9 @@ def test_the_drift_alert_carries_the_figures_and_escapes_them():
 def test_partitions_to_score_include_what_the_champion_has_not_scored():
     extras = [{"partition": "2013-01-03"}]
     assert partitions_to_score(extras, None, ["2013-01-02", "2013-01-03"]) == ["2013-01-02", "2013-01-03"]
+    # 2013-01-03 was scored by a run between its event and this run: its predictions stay those that served it.
+    assert partitions_to_score(extras, None, ["2013-01-02"]) == ["2013-01-02"]
+    assert partitions_to_score(extras, None, []) == []
     assert partitions_to_score(extras, ["2013-02-01"], ["2013-01-02"]) == ["2013-02-01"]
 
 
