@@ -115,21 +115,31 @@ def retrain_alert(model: str, outcome: Mapping[str, Any], links: Mapping[str, st
     """
     result = outcome["outcome"]
     window = outcome["window"]
+    # A retrain started by the champion's age (spec monitoring.max_champion_age_days) handled no drift event.
+    if outcome.get("drift_event_id") is None:
+        cause, why = f"on the champion's age (data {window})", f"champion aged, data {window}"
+    else:
+        cause, why = f"on drift in {window}", f"drift in {window}"
     if result == "promoted":
-        headline = f"Model {model} retrained on drift in {window}: version {outcome['version']} is the new champion."
-        subject = f"[airloop] {model}: retrained, v{outcome['version']} promoted (drift in {window})"
+        headline = f"Model {model} retrained {cause}: version {outcome['version']} is the new champion."
+        subject = f"[airloop] {model}: retrained, v{outcome['version']} promoted ({why})"
     elif result == "champion kept":
         headline = (
-            f"Model {model} retrained on drift in {window}: the challenger v{outcome['version']} did not pass the "
+            f"Model {model} retrained {cause}: the challenger v{outcome['version']} did not pass the "
             f"gate, champion v{outcome['champion_before']} stays."
         )
-        subject = f"[airloop] {model}: retrained, champion kept (drift in {window})"
+        subject = f"[airloop] {model}: retrained, champion kept ({why})"
     else:
-        headline = f"Model {model}: retraining on drift in {window} failed; the drift event stays pending."
-        subject = f"[airloop] {model}: retraining failed (drift in {window})"
+        pending = (
+            "the drift event stays pending"
+            if outcome.get("drift_event_id") is not None
+            else "next check retries"
+        )
+        headline = f"Model {model}: retraining {cause} failed; {pending}."
+        subject = f"[airloop] {model}: retraining failed ({why})"
     facts = [
         ("Model", model),
-        ("Drift window", window),
+        ("Drift window" if outcome.get("drift_event_id") is not None else "New data", window),
         ("Outcome", result),
         ("Champion before", f"v{outcome['champion_before']}" if outcome.get("champion_before") else "none"),
         ("Challenger", f"v{outcome['version']}" if outcome.get("version") else "none"),

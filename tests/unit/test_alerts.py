@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airloop.alerts import MAX_FILES_LISTED, MAX_SUBJECT_CHARS, Alert, quarantine_alert
+from airloop.alerts import MAX_FILES_LISTED, MAX_SUBJECT_CHARS, Alert, quarantine_alert, retrain_alert
 
 pytestmark = pytest.mark.unit
 
@@ -97,3 +97,50 @@ def test_quarantine_alert_names_model_partition_reason_place_and_links() -> None
         in alert.slack_text
     )
     assert f"Airflow run: {LINKS['Airflow run']}" in alert.text
+
+
+def _outcome(**overrides: object) -> dict:
+    outcome = {
+        "outcome": "champion kept",
+        "version": "4",
+        "champion_before": "3",
+        "reasons": ["roc_auc margin +0.0004 below 0.002"],
+        "window": "2013-07-14..2013-07-20",
+        "drift_event_id": 7,
+        "train_run_id": "retrain__manual__1",
+    }
+    outcome.update(overrides)
+    return outcome
+
+
+@pytest.mark.parametrize(
+    ("overrides", "subject", "headline"),
+    [
+        (
+            {},
+            "retrained, champion kept (drift in 2013-07-14..2013-07-20)",
+            "the challenger v4 did not pass the gate, champion v3 stays",
+        ),
+        (
+            {"outcome": "promoted"},
+            "retrained, v4 promoted (drift in 2013-07-14..2013-07-20)",
+            "version 4 is the new champion",
+        ),
+        (
+            {"outcome": "retrain failed", "version": None},
+            "retraining failed (drift in 2013-07-14..2013-07-20)",
+            "the drift event stays pending",
+        ),
+        (
+            {"outcome": "promoted", "drift_event_id": None, "reasons": ["champion age 40 days > cap 30"]},
+            "retrained, v4 promoted (champion aged, data 2013-07-14..2013-07-20)",
+            "retrained on the champion's age (data 2013-07-14..2013-07-20)",
+        ),
+    ],
+)
+def test_retrain_alert_says_what_started_it_and_what_came_of_it(overrides, subject, headline) -> None:
+    alert = retrain_alert("flights_delay", _outcome(**overrides), LINKS)
+    assert alert.subject == f"[airloop] flights_delay: {subject}"
+    assert headline in alert.text and headline in alert.slack_text
+    reasons = _outcome(**overrides)["reasons"]
+    assert all(reason in alert.text for reason in reasons)
