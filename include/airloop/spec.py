@@ -190,7 +190,23 @@ class MonitoringSpec(_Strict):
     min_rows: int = Field(default=1000, ge=1, description="fewer current rows: no decision")
     max_quality_drop: float = Field(default=0.05, ge=0, description="drop of the primary metric that is drift")
     cooldown_hours: float = Field(default=72, ge=0, description="minimum time between two retrains")
+    max_champion_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="retrain when the champion's training data ends more than this many days before the latest "
+        "validated partition (None: only drift retrains)",
+    )
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _check_age_cap(self) -> MonitoringSpec:
+        cap = self.max_champion_age_days
+        if cap is not None and cap * 24 < self.cooldown_hours:
+            raise ValueError(
+                f"max_champion_age_days ({cap} days) is shorter than cooldown_hours ({self.cooldown_hours:g} h): "
+                "the cooldown would keep the champion past the cap; raise the cap or shorten the cooldown"
+            )
+        return self
 
 
 class ModelSpec(_Strict):
@@ -235,6 +251,10 @@ class ModelSpec(_Strict):
                 raise ValueError(f"{field}: {', '.join(missing)} not declared in contract.columns")
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
+        if self.monitoring and self.monitoring.max_champion_age_days is not None and self.training is None:
+            raise ValueError(
+                "monitoring.max_champion_age_days: retraining on the champion's age needs a 'training' section"
+            )
         return self
 
     @property

@@ -96,7 +96,7 @@ def test_ingest_dag_shape(dagbag):
     assert dag.max_active_runs <= 4
     sensor = dag.get_task("wait_for_partition")
     assert sensor.retries >= 1
-    assert set(dag.get_task("route_batch").downstream_task_ids) == {"load_batch", "quarantine_batch"}
+    assert set(dag.get_task("validate_batch").downstream_task_ids) == {"load_batch", "quarantine_batch"}
     load = dag.get_task("load_batch")
     assert [o.uri for o in load.outlets] == ["airloop://flights_delay/batches"]
 
@@ -111,3 +111,72 @@ def test_train_dag_shape(dagbag):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert [o.uri for o in dag.get_task("promote_champion").outlets] == ["airloop://flights_delay/champion"]
     assert "window_end" in dag.params
+
+
+
+def _capped_spec(cap: int | None = 30):
+    from airloop.spec import load_spec
+
+    spec = load_spec(ROOT / "config" / "models" / "flights_delay.yaml")
+    return spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"max_champion_age_days": cap})})
+
+
+def _retrain_dag_factory():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("retrain_dag_under_test", ROOT / "dags" / "retrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.retrain_dag
+
+
+RETRAIN_TASKS = ["wait_for_drift", "retrain", "record_outcome", "alert_outcome"]
+
+
+def _asset_uris(condition) -> list[str]:
+    return [a.uri for a in condition.objects]
+
+
+def test_retrain_dag_shape(dagbag):
+    dag = dagbag.dags["flights_delay_retrain"]
+    # No age cap in the shipped spec: the drift Asset alone schedules it.
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    assert _asset_uris(dag.timetable.asset_condition) == ["airloop://flights_delay/drift"]
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert sorted(t.task_id for t in dag.tasks) == sorted(RETRAIN_TASKS)
+    assert dag.get_task("wait_for_drift").downstream_task_ids == {"retrain", "record_outcome"}
+    assert dag.get_task("retrain").downstream_task_ids == {"record_outcome"}
+    assert dag.get_task("retrain").trigger_dag_id == "flights_delay_train"
+    assert dag.get_task("record_outcome").downstream_task_ids == {"alert_outcome"}
+
+
+def test_retrain_dag_with_an_age_cap_also_runs_on_the_model_schedule():
+    from airflow.sdk import CronTriggerTimetable
+
+    retrain_dag = _retrain_dag_factory()
+    spec = _capped_spec()
+    capped, plain = retrain_dag(spec), retrain_dag(_capped_spec(None))
+    timetable = capped.timetable
+    assert type(timetable).__name__ == "AssetOrTimeSchedule"
+    assert _asset_uris(timetable.asset_condition) == ["airloop://flights_delay/drift"]
+    assert type(timetable.timetable).__name__ == "CronTriggerTimetable"
+    assert timetable.timetable.expression == CronTriggerTimetable(spec.schedule, timezone="UTC").expression
+    assert type(plain.timetable).__name__ == "AssetTriggeredTimetable"
+    # The same tasks, wired the same way, as without the cap.
+    assert [t.task_id for t in capped.tasks] == [t.task_id for t in plain.tasks]
+    for task in capped.tasks:
+        assert task.downstream_task_ids == plain.get_task(task.task_id).downstream_task_ids
+    assert capped.max_active_runs == 1 and capped.catchup is False
+
+
+def test_retrain_dag_with_an_age_cap_parses_without_work(tmp_path, monkeypatch):
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "config" / "models" / "flights_delay.yaml").read_text())
+    raw["monitoring"]["max_champion_age_days"] = 30
+    (tmp_path / "flights_delay.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("AIRLOOP_MODELS_DIR", str(tmp_path))
+    result = _probe(ROOT / "dags" / "retrain.py")
+    assert result["dags"] == ["flights_delay_retrain"]
+    assert result["calls"] == {"sql": [], "sockets": [], "connections": [], "variables": []}
+    assert [m for m in result["imported"] if m.split(".")[0] in HEAVY] == []

@@ -95,3 +95,32 @@ def test_shipped_specs_are_valid():
     assert spec.batches_asset == "airloop://flights_delay/batches"
     assert spec.contract.column("carrier").allowed
     assert spec.alerts.email is not None and spec.alerts.slack is not None
+
+
+def test_champion_age_cap_is_off_by_default(raw, tmp_path):
+    assert load_spec(_write(tmp_path, raw)).monitoring.max_champion_age_days is None
+    raw["monitoring"]["max_champion_age_days"] = 30
+    assert load_spec(_write(tmp_path, raw)).monitoring.max_champion_age_days == 30
+
+
+@pytest.mark.parametrize(
+    ("cap", "message"),
+    [
+        (0, r"field 'monitoring\.max_champion_age_days': Input should be greater than or equal to 1"),
+        ("a month", r"field 'monitoring\.max_champion_age_days': Input should be a valid integer"),
+        (2, r"max_champion_age_days \(2 days\) is shorter than cooldown_hours \(336 h\)"),
+    ],
+)
+def test_bad_champion_age_cap_names_file_and_field(tmp_path, raw, cap, message):
+    raw["monitoring"]["max_champion_age_days"] = cap
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_champion_age_cap_needs_training(tmp_path, raw):
+    raw["monitoring"]["max_champion_age_days"] = 30
+    del raw["training"]
+    with pytest.raises(ConfigError, match="monitoring.max_champion_age_days: .* needs a 'training' section"):
+        load_spec(_write(tmp_path, raw))

@@ -62,12 +62,16 @@ class LandedPartitionSensor(BaseSensorOperator):
 
 
 class DriftEventSensor(BaseSensorOperator):
-    """Waits, deferred to the triggerer, for a pending drift event outside the cooldown; returns it (XCom).
+    """Waits, deferred to the triggerer, for a retrain to be due; returns what to retrain on (XCom).
 
-    Skips (rather than fails) after ``wait_timeout``: no drift due is a normal outcome, not an error.
+    Due: a pending drift event outside the cooldown or, when the spec sets ``monitoring.max_champion_age_days``,
+    a champion older than that cap (see :func:`airloop.retraining.retrain_choice`). The champion's training window
+    is read from the registry here, on the worker, once per wait; the trigger polls only the warehouse and hands
+    back when the champion moves, to have it read again. Skips (rather than fails) after ``wait_timeout``: no
+    retrain due is a normal outcome, not an error.
 
-    :param model: the model whose drift events are watched.
-    :param wait_timeout: how long to wait for an eligible event.
+    :param model: the model whose drift events and champion are watched.
+    :param wait_timeout: how long to wait for a retrain to be due.
     """
 
     ui_color = "#f6c8a8"
@@ -79,32 +83,45 @@ class DriftEventSensor(BaseSensorOperator):
         self.wait_timeout = wait_timeout
 
     def poke(self, context: Any) -> bool:
-        from airloop.retraining import due_drift_event
+        from airloop.retraining import champion_facts, retrain_check
 
-        return due_drift_event(self.model) is not None
+        return retrain_check(self.model, champion_facts(self.model)).due
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        from airloop.retraining import due_drift_event
+        return self._due_or_defer(datetime.now(UTC) + self.wait_timeout)
 
-        event = due_drift_event(self.model)
-        if event is not None:
-            self.log.info("retraining %s: %s", self.model, event["why"])
-            return event
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        status = (event or {}).get("status")
+        if status == "due":
+            self.log.info("retraining %s: %s", self.model, event["event"]["why"])
+            return event["event"]
+        if status == "champion_moved":
+            self.log.info("the champion of %s moved while waiting: reading it again", self.model)
+            return self._due_or_defer(datetime.fromisoformat(event["deadline"]))
+        why = (event or {}).get("why") or "none pending, or all within the cooldown"
+        raise AirflowSkipException(f"no retrain of {self.model} due within {self.wait_timeout} ({why})")
+
+    def _due_or_defer(self, deadline: datetime) -> dict[str, Any] | None:
+        from airloop.retraining import champion_facts, retrain_check
+
+        champion = champion_facts(self.model)
+        choice = retrain_check(self.model, champion)
+        if choice.due:
+            self.log.info("retraining %s: %s", self.model, choice.reason)
+            return choice.payload()
+        remaining = deadline - datetime.now(UTC)
+        if remaining <= timedelta(0):
+            raise AirflowSkipException(
+                f"no retrain of {self.model} due within {self.wait_timeout} ({choice.reason})"
+            )
+        self.log.info("no retrain of %s due yet (%s): waiting until %s", self.model, choice.reason, deadline)
         self.defer(
             trigger=DriftEventTrigger(
                 model=self.model,
-                deadline=(datetime.now(UTC) + self.wait_timeout).isoformat(),
+                deadline=deadline.isoformat(),
                 poke_interval=self.poke_interval,
+                champion=champion.as_dict() if champion else None,
             ),
             method_name="execute_complete",
-            timeout=self.wait_timeout + timedelta(minutes=5),
+            timeout=remaining + timedelta(minutes=5),
         )
-
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not event or event.get("status") != "due":
-            raise AirflowSkipException(
-                f"no drift event of {self.model} due for retraining within {self.wait_timeout} "
-                "(none pending, or all within the cooldown)"
-            )
-        self.log.info("retraining %s: %s", self.model, event["event"]["why"])
-        return event["event"]

@@ -48,31 +48,54 @@ class PartitionLandedTrigger(BaseTrigger):
 
 
 class DriftEventTrigger(BaseTrigger):
-    """Fires with the drift event a retrain is due for, or with ``status="timeout"`` at ``deadline`` (ISO, UTC)."""
+    """Fires with the retrain that is due, with ``status="champion_moved"`` when the champion was promoted or
+    rolled back since ``champion`` was read, or with ``status="timeout"`` at ``deadline`` (ISO, UTC).
 
-    def __init__(self, *, model: str, deadline: str, poke_interval: float = 10.0) -> None:
+    Polls the warehouse only. ``champion`` (:class:`airloop.retraining.ChampionFacts` as a dict, read by the
+    sensor; ``None`` when the spec sets no age cap) is what the champion's age is judged on. The name predates the
+    age cap and is kept: a deferred task stores its trigger's class path and keyword arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        deadline: str,
+        poke_interval: float = 10.0,
+        champion: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.deadline = deadline
         self.poke_interval = poke_interval
+        self.champion = champion
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "airloop.airflow.triggers.DriftEventTrigger",
-            {"model": self.model, "deadline": self.deadline, "poke_interval": self.poke_interval},
+            {
+                "model": self.model,
+                "deadline": self.deadline,
+                "poke_interval": self.poke_interval,
+                "champion": self.champion,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airloop.retraining import due_drift_event
+        from airloop.retraining import ChampionFacts, champion_moved, retrain_check
 
+        champion = ChampionFacts.from_dict(self.champion) if self.champion else None
         deadline = datetime.fromisoformat(self.deadline)
         while True:
-            event = await asyncio.to_thread(due_drift_event, self.model)
-            if event is not None:
-                yield TriggerEvent({"status": "due", "event": event})
+            if champion is not None and await asyncio.to_thread(champion_moved, self.model, champion):
+                yield TriggerEvent({"status": "champion_moved", "deadline": self.deadline})
+                return
+            choice = await asyncio.to_thread(retrain_check, self.model, champion)
+            if choice.due:
+                yield TriggerEvent({"status": "due", "event": choice.payload()})
                 return
             remaining = (deadline - datetime.now(UTC)).total_seconds()
             if remaining <= 0:
-                yield TriggerEvent({"status": "timeout"})
+                yield TriggerEvent({"status": "timeout", "why": choice.reason})
                 return
             await asyncio.sleep(min(self.poke_interval, remaining))
