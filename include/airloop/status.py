@@ -1,13 +1,33 @@
-"""What ``airloop status`` reports about a model: its batches, its champion and promotion history."""
+"""What ``airloop status`` reports about a model: its batches, the loop (monitoring, drift, retrains), its champion
+and promotion history.
+
+Everything but the champion comes from the warehouse: the batch ledger, the monitoring table and the event log,
+where a drift event (``drift``) is closed by a ``drift_handled`` event carrying what the retrain decided, and a
+retrain on the champion's age leaves an ``age_retrain`` event (:func:`airloop.retraining.retrain_outcome`). ``--json`` gives every batch and retrain; the text form is a
+summary of bounded length, since a year of data holds hundreds of batches and a retrain every few weeks.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from airloop import warehouse
+from airloop.monitoring import DRIFT, DRIFT_HANDLED, last_monitoring
+from airloop.retraining import AGE_RETRAIN, KEPT, PROMOTED
 from airloop.settings import Settings
+
+#: How many of each list the text form shows (the latest ones); ``--json`` has them all.
+TEXT_BATCHES = 5
+TEXT_NOT_PASSED = 10
+TEXT_RETRAINS = 5
+TEXT_HISTORY = 10
+TEXT_OPEN_DRIFT = 5
+#: Drifted features named per drift event.
+TEXT_TOP_FEATURES = 3
 
 
 def model_status(model: str, config: Settings) -> dict[str, Any]:
@@ -26,7 +46,7 @@ def model_status(model: str, config: Settings) -> dict[str, Any]:
             "checksum": r["checksum"],
             "validation_result_id": r["validation_result_id"],
             "quarantine_path": r["quarantine_path"],
-            "updated_at": r["updated_at"].isoformat() if r["updated_at"] else None,
+            "updated_at": _iso(r["updated_at"]),
         }
         for r in rows
     ]
@@ -36,22 +56,27 @@ def model_status(model: str, config: Settings) -> dict[str, Any]:
     return {"model": model, "counts": counts, "batches": batches}
 
 
-def full_status(model: str, config: Settings) -> dict[str, Any]:
-    """Batches from the warehouse, plus the champion from the MLflow registry when the tracking server answers."""
-    from airloop.monitoring import last_monitoring, open_drift_events
-    from airloop.registry import champion_summary
-
+def warehouse_status(model: str, config: Settings) -> dict[str, Any]:
+    """:func:`model_status` plus the loop as the warehouse records it: the last monitored window, the drift
+    events (the last one, open ones, counts) and every retrain. No call to the tracking server."""
     status = model_status(model, config)
     status["monitoring"] = last_monitoring(model, config=config)
-    status["open_drift_events"] = [
-        {
-            "id": e["id"],
-            "window": f"{e['payload']['window']['first']}..{e['payload']['window']['last']}",
-            "drift_share": e["payload"].get("drift", {}).get("share"),
-            "at": e["created_at"],
-        }
-        for e in open_drift_events(model, config=config)
-    ]
+    engine = warehouse.engine_for(config.warehouse_url)
+    events = (
+        warehouse.events_for(engine, model, [DRIFT, DRIFT_HANDLED, AGE_RETRAIN])
+        if sa.inspect(engine).has_table(warehouse.events.name)
+        else []
+    )
+    status.update(drift_status(events))
+    status["retrains"] = retrain_history(events)
+    return status
+
+
+def full_status(model: str, config: Settings) -> dict[str, Any]:
+    """:func:`warehouse_status`, plus the champion from the MLflow registry when the tracking server answers."""
+    from airloop.registry import champion_summary
+
+    status = warehouse_status(model, config)
     try:
         summary = champion_summary(model, config=config)
     except Exception as exc:  # noqa: BLE001 - the ledger is still worth showing without the registry
@@ -61,16 +86,66 @@ def full_status(model: str, config: Settings) -> dict[str, Any]:
     return status
 
 
-def format_status(status: dict[str, Any]) -> str:
-    """A plain-text table of a model's status."""
-    lines = [
-        f"model {status['model']}: {status['counts'].get('passed', 0)} passed, "
-        f"{status['counts'].get('quarantined', 0)} quarantined",
-        f"{'partition':<12} {'status':<12} {'rows':>6}  reason",
-    ]
-    for batch in status["batches"]:
-        rows = "" if batch["rows"] is None else str(batch["rows"])
-        lines.append(f"{batch['partition']:<12} {batch['status']:<12} {rows:>6}  {batch['reason'] or ''}")
+def drift_status(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The drift events of a model's event log (``drift`` and ``drift_handled`` rows, oldest first):
+    ``drift`` holds their counts and the last one, how it was handled or that it is pending;
+    ``open_drift_events`` the ones no retrain has handled yet."""
+    drifts, handled, _aged = _split(events)
+    summaries = [_drift_summary(e, handled.get(e["id"])) for e in drifts]
+    pending = [s for s in summaries if s["status"] == "pending"]
+    return {
+        "drift": {
+            "events": len(summaries),
+            "pending": len(pending),
+            "last": summaries[-1] if summaries else None,
+        },
+        "open_drift_events": [
+            {"id": s["id"], "window": s["window"], "drift_share": s["drift_share"], "at": s["at"]}
+            for s in pending
+        ],
+    }
+
+
+def retrain_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per retrain that decided something (promoted, champion kept), oldest first, from a model's event
+    log: a retrain on drift closes its drift event and the older pending ones, each with a ``drift_handled`` row
+    carrying the outcome; a retrain on the champion's age writes an ``age_retrain`` row (and closes the pending
+    drift events too). ``trigger`` says which: ``drift``, ``age`` or ``drift and age``."""
+    _drifts, handled, aged = _split(events)
+    runs: dict[str, list[Mapping[str, Any]]] = {}
+    for event in handled.values():
+        runs.setdefault(_train_run(event), []).append(event)
+    ages = {_train_run(event): event for event in aged}
+    retrains = []
+    for run in runs.keys() | ages.keys():
+        closing, age = runs.get(run, []), ages.get(run)
+        # The retrain's own drift event (the others were superseded by it), else its age record.
+        main = next((e for e in closing if not e["payload"].get("superseded")), age or closing[-1])
+        payload = main["payload"]
+        drift_event_id = payload.get("drift_event_id")
+        retrains.append(
+            {
+                "at": _iso(main["created_at"]),
+                "trigger": "drift and age" if age and drift_event_id else "age" if age else "drift",
+                "window": payload.get("window"),
+                "drift_event_id": drift_event_id,
+                "handled_events": sorted(e["payload"]["drift_event_id"] for e in closing),
+                "train_run_id": payload.get("train_run_id"),
+                "outcome": payload.get("outcome"),
+                "version": _str(payload.get("version")),
+                "champion_before": _str(payload.get("champion_before")),
+                "reasons": list(payload.get("reasons") or []),
+                "champion_age_days": age["payload"].get("champion_age_days") if age else None,
+                "order": min(e["id"] for e in [*closing, *([age] if age else [])]),
+            }
+        )
+    retrains.sort(key=lambda r: r["order"])
+    return [{k: v for k, v in r.items() if k != "order"} for r in retrains]
+
+
+def format_status(status: Mapping[str, Any]) -> str:
+    """A plain-text summary of a model's status (from any of the ``*_status`` functions above)."""
+    lines = _batch_lines(status)
     champion = status.get("champion")
     if champion:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(champion["metrics"].items()) if k != "rows")
@@ -80,16 +155,188 @@ def format_status(status: dict[str, Any]) -> str:
         lines += ["", f"champion: unknown, the registry did not answer ({status['registry_error']})"]
     elif "champion" in status:
         lines += ["", "champion: none yet"]
+    lines += _loop_lines(status)
+    history = status.get("history") or []
+    if history:
+        lines += ["", f"promotion history: {_latest(len(history), TEXT_HISTORY, 'decisions')}"]
+    for event in history[-TEXT_HISTORY:]:
+        what = f"{event['kind']} v{event['version']}" + (
+            f" (was v{event['from_version']})" if event["from_version"] else ""
+        )
+        lines.append(
+            f"  {event['at']}  {what}{' forced' if event['forced'] else ''}: {'; '.join(event['reasons'])}"
+        )
+    return "\n".join(lines)
+
+
+def _batch_lines(status: Mapping[str, Any]) -> list[str]:
+    batches = status["batches"]
+    counts = status["counts"]
+    head = f"model {status['model']}: {counts.get('passed', 0)} passed, {counts.get('quarantined', 0)} quarantined"
+    others = {k: n for k, n in counts.items() if k not in ("passed", "quarantined") and n}
+    head += "".join(f", {n} {k}" for k, n in sorted(others.items()))
+    if not batches:
+        return [head + ", no batch yet"]
+    lines = [head + f" (partitions {batches[0]['partition']}..{batches[-1]['partition']})"]
+    not_passed = [b for b in batches if b["status"] != "passed"]
+    if not_passed:
+        lines.append(f"not passed: {_latest(len(not_passed), TEXT_NOT_PASSED, 'batches')}")
+        lines += [_batch_line(b) for b in not_passed[-TEXT_NOT_PASSED:]]
+    lines.append(f"{_latest(len(batches), TEXT_BATCHES, 'batches')}:")
+    lines.append(f"  {'partition':<12} {'status':<12} {'rows':>6}  reason")
+    lines += [_batch_line(b) for b in batches[-TEXT_BATCHES:]]
+    return lines
+
+
+def _batch_line(batch: Mapping[str, Any]) -> str:
+    rows = "" if batch["rows"] is None else str(batch["rows"])
+    return f"  {batch['partition']:<12} {batch['status']:<12} {rows:>6}  {batch['reason'] or ''}".rstrip()
+
+
+def _loop_lines(status: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
     monitoring = status.get("monitoring")
     if monitoring:
-        lines += [
-            "",
+        lines.append(
             f"last monitoring: {monitoring['window_first']}..{monitoring['window_last']} {monitoring['outcome']}, "
-            f"drift share {monitoring['drift_share']}, report {monitoring['report_path']}",
+            f"drift share {_share(monitoring['drift_share'])}, report {monitoring['report_path']}"
+        )
+    drift = status.get("drift")
+    if drift and drift["last"]:
+        last = drift["last"]
+        lines.append(f"drift events: {drift['events']}, {drift['pending']} pending")
+        lines.append(f"last drift: event {last['id']}, window {last['window']}, {_drift_figures(last)}")
+        if last["status"] == "pending":
+            lines.append("  pending: no retrain has handled it yet")
+        else:
+            lines.append(
+                f"  handled {_when(last['handled_at'])}: {last['outcome']} (train run {last['train_run_id']})"
+            )
+    elif drift:
+        lines.append("drift events: none")
+    open_events = status.get("open_drift_events") or []
+    # Open events are the newest (a retrain closes every one up to its own): a single one is the last, above.
+    if len(open_events) > 1:
+        lines.append(f"open drift events: {_latest(len(open_events), TEXT_OPEN_DRIFT, 'events')}")
+        lines += [
+            f"  {e['id']}: window {e['window']}, drift share {_share(e['drift_share'])}"
+            for e in open_events[-TEXT_OPEN_DRIFT:]
         ]
-    for event in status.get("open_drift_events", []):
-        lines.append(f"open drift event {event['id']}: window {event['window']}, drift share {event['drift_share']}")
-    for event in status.get("history", []):
-        what = f"{event['kind']} v{event['version']}" + (f" (was v{event['from_version']})" if event["from_version"] else "")
-        lines.append(f"  {event['at']}  {what}{' forced' if event['forced'] else ''}: {'; '.join(event['reasons'])}")
-    return "\n".join(lines)
+    retrains = status.get("retrains")
+    if retrains:
+        outcomes: dict[str, int] = {}
+        for retrain in retrains:
+            outcomes[retrain["outcome"]] = outcomes.get(retrain["outcome"], 0) + 1
+        tally = ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
+        shown = f", the last {TEXT_RETRAINS}" if len(retrains) > TEXT_RETRAINS else ""
+        lines.append(f"retrains: {len(retrains)} ({tally}){shown}:")
+        for retrain in retrains[-TEXT_RETRAINS:]:
+            lines.append(
+                f"  {_when(retrain['at'])}  {_trigger(retrain)}: {_decided(retrain)}, "
+                f"train run {retrain['train_run_id']}"
+            )
+            if retrain["reasons"]:
+                lines.append(f"    why: {'; '.join(retrain['reasons'])}")
+    elif retrains is not None:
+        lines.append("retrains: none yet")
+    return ["", *lines] if lines else []
+
+
+def _split(
+    events: Iterable[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], dict[int, Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Drift events, the handling of each handled one by its id, and age retrains; each oldest first."""
+    drifts: list[Mapping[str, Any]] = []
+    handled: dict[int, Mapping[str, Any]] = {}
+    aged: list[Mapping[str, Any]] = []
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["kind"] == DRIFT:
+            drifts.append(event)
+        elif event["kind"] == DRIFT_HANDLED:
+            # Written once per drift event (its dedup key): the first is the only one.
+            handled.setdefault(event["payload"]["drift_event_id"], event)
+        elif event["kind"] == AGE_RETRAIN:
+            aged.append(event)
+    return drifts, handled, aged
+
+
+def _train_run(event: Mapping[str, Any]) -> str:
+    return event["payload"].get("train_run_id") or f"event {event['id']}"
+
+
+def _drift_summary(event: Mapping[str, Any], handling: Mapping[str, Any] | None) -> dict[str, Any]:
+    payload = event["payload"]
+    window = payload.get("window") or {}
+    drift = payload.get("drift") or {}
+    outcome = handling["payload"] if handling else {}
+    return {
+        "id": event["id"],
+        "window": f"{window.get('first')}..{window.get('last')}",
+        "at": _iso(event["created_at"]),
+        "drift_share": drift.get("share"),
+        "drifted_features": drift.get("drifted_features"),
+        "features": drift.get("features"),
+        "top_features": [
+            {k: f.get(k) for k in ("column", "score", "method", "threshold")} for f in drift.get("top") or []
+        ],
+        "quality_drop": (payload.get("quality") or {}).get("drop"),
+        "reasons": list(payload.get("reasons") or []),
+        "status": "handled" if handling else "pending",
+        "outcome": outcome.get("outcome"),
+        "handled_at": _iso(handling["created_at"]) if handling else None,
+        "train_run_id": outcome.get("train_run_id"),
+        "version": _str(outcome.get("version")),
+        "superseded": outcome.get("superseded"),
+    }
+
+
+def _drift_figures(drift: Mapping[str, Any]) -> str:
+    text = f"drift share {_share(drift['drift_share'])}"
+    if drift["features"]:
+        text += f" ({drift['drifted_features']} of {drift['features']} features)"
+    top = drift["top_features"][:TEXT_TOP_FEATURES]
+    if top:
+        text += "; top: " + ", ".join(f"{f['column']} {f['score']:.3g}" for f in top)
+    if drift["quality_drop"] is not None:
+        text += f"; quality drop {drift['quality_drop']:.4f}"
+    return text
+
+
+def _trigger(retrain: Mapping[str, Any]) -> str:
+    if retrain["trigger"] == "drift":
+        return f"on drift in {retrain['window']}"
+    age = f"the champion's age ({retrain['champion_age_days']} days)"
+    if retrain["trigger"] == "age":
+        return f"on {age}, data {retrain['window']}"
+    return f"on drift in {retrain['window']} and {age}"
+
+
+def _decided(retrain: Mapping[str, Any]) -> str:
+    before = f"v{retrain['champion_before']}" if retrain["champion_before"] else "none"
+    if retrain["outcome"] == PROMOTED:
+        return f"promoted v{retrain['version']} (champion was {before})"
+    if retrain["outcome"] == KEPT:
+        return f"champion {before} kept, challenger v{retrain['version']} refused"
+    return str(retrain["outcome"])
+
+
+def _latest(total: int, shown: int, noun: str) -> str:
+    """``12 batches``, or ``the last 5 of 12 batches`` when only ``shown`` of them are listed."""
+    return f"{total} {noun}" if total <= shown else f"the last {shown} of {total} {noun}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _when(iso: str | None) -> str:
+    """``2026-11-22T10:31:07.123+00:00`` as ``2026-11-22 10:31``."""
+    return "?" if not iso else iso[:16].replace("T", " ")
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
