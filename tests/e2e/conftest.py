@@ -331,7 +331,7 @@ def _e2e_specs(target: Path) -> Path:
             raw["training"]["search"].update(trials=3, timeout_minutes=2)
         if raw.get("monitoring"):
             # A 3-day window: July against a February reference drifts in 9 of 17 features (measured).
-            raw["monitoring"].update(window_days=3)
+            raw["monitoring"].update(window_days=3, cooldown_hours=72)
         (target / path.name).write_text(yaml.safe_dump(raw))
     return target
 

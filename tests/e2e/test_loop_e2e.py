@@ -6,6 +6,11 @@ alerted by email and Slack; the retrain DAG runs off the drift Asset, its sensor
 `<model>_train` and gates the challenger; the outcome is alerted; the next batch is scored by the champion then
 in place (the new version when the gate promoted it).
 
+Before that drift, a retrain whose challenger fails the gate: a drift event on the first champion's own training
+window makes the retrain fit the same data with the same seed, so the challenger is the champion again and the
+gate (a margin and a paired bootstrap) refuses it; the champion stays and both channels say why. After it, two
+drift events in a row give one retrain.
+
 Training days are written to the warehouse directly (with their ledger rows): ingestion has its own e2e test, and
 these days (February, late June/early July) are not the ones it uses. The specs are shrunk by the e2e conftest
 (28-day training window, 5-day holdout, 3 trials, 3-day monitoring window).
@@ -14,6 +19,7 @@ these days (February, late June/early July) are not the ones it uses. The specs 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import time
 from datetime import UTC, date, datetime
@@ -37,6 +43,8 @@ RECENT = list(days(date(2013, 6, 23), date(2013, 7, 17)))  # validated days befo
 #: The drifted batch: lands, is ingested, scored and monitored.
 DRIFTED = list(days(date(2013, 7, 18), date(2013, 7, 20)))
 NEXT = date(2013, 7, 21)  # the next batch, scored after the retrain
+#: A drift window ending on the first champion's last training day: a retrain on it trains on FIRST_WINDOW.
+SAME_WINDOW = (date(2013, 2, 26), FIRST_WINDOW[-1])
 #: A manual run of the @weekly monitor with this logical date covers [2013-07-14, 2013-07-21): the last complete
 #: week ending at or before it; with window_days 3 the monitored days are DRIFTED.
 MONITOR_LOGICAL = datetime(2013, 7, 21, tzinfo=UTC)
@@ -122,6 +130,31 @@ def _wait_alert(stack, subject: str, slack: str, timeout: float = 60) -> tuple[l
         time.sleep(1)
 
 
+def _email_bodies(stack, subject: str) -> list[str]:
+    """The decoded bodies (HTML unescaped) of the emails whose subject contains ``subject``."""
+    emails, _ = _alerts(stack)
+    return [
+        html.unescape(
+            "\n".join(
+                part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+                for part in message.walk()
+                if part.get_content_maintype() == "text"
+            )
+        )
+        for message in emails
+        if subject in str(message["Subject"])
+    ]
+
+
+def _new_run(stack, dag_id: str, before: set[str], timeout: float = 60) -> str:
+    """The id of the first run of ``dag_id`` not in ``before``, once there is one."""
+    deadline = time.monotonic() + timeout
+    while not (new := [r for r in _runs(stack, dag_id) if r["dag_run_id"] not in before]):
+        assert time.monotonic() < deadline, f"no new run of {dag_id} after {timeout} s"
+        time.sleep(1)
+    return str(new[0]["dag_run_id"])
+
+
 def _runs(stack, dag_id: str) -> list[dict]:
     return stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", query={"limit": 100, "order_by": "run_after"})[
         "dag_runs"
@@ -150,6 +183,107 @@ def test_first_champion(stack, loop):
     promoted = stack.xcom(TRAIN, run_id, "promote_champion")
     loop["state"]["v1"] = str(promoted.get("version") or promoted.get("champion_version"))
     print(f"[loop] first champion: {promoted}")
+
+
+def test_a_challenger_that_fails_the_gate_leaves_the_champion_and_says_so(stack, loop):
+    """A drift event on the window the champion was trained on: the retrain trains on the same partitions with
+    the same seed, so the challenger's scores equal the champion's and it cannot be better by the policy's
+    margin. The champion stays, the drift event is handled as "champion kept", and both channels say so and why.
+
+    The event is written as a monitor run writes it (the July drift below goes through the monitor); the retrain
+    and its gate are the real ones. It is the model's first retrain, so no cooldown applies, and the July drift
+    is months past this one's."""
+    from mlflow import MlflowClient
+
+    from airloop.monitoring import DRIFT_HANDLED, open_drift_events, record_drift
+    from airloop.registry import CHAMPION, aliases
+    from airloop.retraining import KEPT
+    from airloop.status import format_status, full_status
+    from airloop.training import CHALLENGER
+
+    state = loop["state"]
+    if "v1" not in state:
+        pytest.skip("no first champion")
+    v1, config, spec = state["v1"], stack.settings, loop["spec"]
+    [asset] = stack.api("GET", "/api/v2/assets", query={"uri_pattern": spec.drift_asset})["assets"]
+    retrains_before = {r["dag_run_id"] for r in _runs(stack, RETRAIN)}
+    started = time.monotonic()
+
+    # (1) the drift event, announced on the drift Asset: the retrain DAG runs, its sensor finds the event due.
+    first, last = (day.isoformat() for day in SAME_WINDOW)
+    window = f"{first}..{last}"
+    event = record_drift(
+        MODEL,
+        {"window": {"first": first, "last": last}, "drift": {"share": 0.5}, "drifted": True},
+        airflow_run_id="e2e",
+        config=config,
+    )
+    stack.api("POST", "/api/v2/assets/events", asset_id=asset["id"], extra=event)
+    run_id = _new_run(stack, RETRAIN, retrains_before)
+    run = stack.wait_for_run(RETRAIN, run_id, timeout=420)
+    _timed("drift on the champion's own window -> retrain done", started)
+    assert run["state"] == "success" and set(run["task_states"].values()) == {"success"}, run["task_states"]
+    due = stack.xcom(RETRAIN, run_id, "wait_for_drift")
+    assert (due["id"], due["partition"]) == (event["event_id"], last), due
+
+    # (2) the training run: the champion's own window, and a gate that refused a challenger equal to it.
+    train_run_id = f"retrain__{run_id}"
+    train = stack.wait_for_run(TRAIN, train_run_id)
+    assert train["conf"]["window_end"] == last, train["conf"]
+    assert train["task_states"]["gate_passed"] == "success", train["task_states"]
+    assert train["task_states"]["promote_champion"] == "skipped", train["task_states"]
+    trained = stack.xcom(TRAIN, train_run_id, "train_challenger")
+    assert trained["window"] == {
+        "first": FIRST_WINDOW[0].isoformat(),
+        "last": FIRST_WINDOW[-1].isoformat(),
+        "partitions": len(FIRST_WINDOW),
+    }, trained["window"]
+    gate = stack.xcom(TRAIN, train_run_id, "evaluate_gate")
+    evidence = gate["evidence"]
+    assert (gate["champion_version"], gate["challenger_version"]) == (v1, trained["version"]), gate
+    # The premise: same data, same seed, same model. Were it not so, this case would test nothing definite.
+    assert evidence["challenger"] == evidence["champion"], (evidence["challenger"], evidence["champion"])
+    assert not gate["promote"] and not gate["approval_required"], gate["reasons"]
+    assert any("the challenger is not better" in r for r in gate["reasons"]), gate["reasons"]
+    assert any("the improvement is not significant" in r for r in gate["reasons"]), gate["reasons"]
+
+    # (3) the outcome: champion kept, in the run's result, the registry and the drift event's handling.
+    outcome = stack.xcom(RETRAIN, run_id, "record_outcome")
+    print(f"[loop] challenger equal to the champion: {outcome['outcome']}, {outcome['reasons']}")
+    assert outcome["outcome"] == KEPT, outcome
+    assert (str(outcome["version"]), str(outcome["champion_before"])) == (trained["version"], v1), outcome
+    assert outcome["reasons"] == gate["reasons"] and outcome["handled_events"] == [event["event_id"]], outcome
+    registry = aliases(MlflowClient(config.mlflow_tracking_uri), spec.registered_model)
+    assert (registry[CHAMPION], registry[CHALLENGER]) == (v1, trained["version"]), registry
+    handled = [
+        e["payload"]
+        for e in warehouse.events_for(loop["engine"], MODEL, [DRIFT_HANDLED])
+        if e["payload"]["drift_event_id"] == event["event_id"]
+    ]
+    assert [(h["outcome"], h["train_run_id"]) for h in handled] == [(KEPT, train_run_id)], handled
+    assert open_drift_events(MODEL, config=config) == []
+
+    # (4) the alert, on both channels: the champion stays, and the gate's reasons.
+    subject = f"retrained, champion kept (drift in {window})"
+    subjects, texts = _wait_alert(stack, subject, f"retrained on drift in {window}")
+    bodies = _email_bodies(stack, subject)
+    assert len(subjects) == len(texts) == len(bodies) == 1, (subjects, texts)
+    stays = f"the challenger v{trained['version']} did not pass the gate, champion v{v1} stays"
+    for channel, message in (("email", bodies[0]), ("slack", texts[0])):
+        assert stays in message, (channel, message)
+        assert all(reason in message for reason in gate["reasons"]), (channel, message, gate["reasons"])
+
+    # (5) airloop status shows it: the last drift, handled, and the retrain.
+    status = full_status(MODEL, config)
+    assert status["champion"]["version"] == v1
+    last_drift = status["drift"]["last"]
+    assert (last_drift["id"], last_drift["status"], last_drift["outcome"]) == (event["event_id"], "handled", KEPT)
+    assert [(r["train_run_id"], r["outcome"], r["version"], r["window"]) for r in status["retrains"]] == [
+        (train_run_id, KEPT, trained["version"], window)
+    ], status["retrains"]
+    text = format_status(status)
+    assert f"champion v{v1} kept, challenger v{trained['version']} refused, train run {train_run_id}" in text, text
+    _timed("drift on the champion's own window -> champion kept, alerted", started)
 
 
 def test_drifted_batch_is_scored_monitored_alerted_and_retrained(stack, loop):
