@@ -138,7 +138,7 @@ def test_pipeline_learns_and_scores_unseen_categories(spec, flights):
     pipeline = build_pipeline(spec, {"max_iter": 30}).fit(X, y)
     model = pipeline.named_steps["model"]
     assert type(model).__name__ == "HistGradientBoostingClassifier"
-    assert list(model.is_categorical_) == [False] * 14 + [True] * 3
+    assert list(model.is_categorical_) == [False] * 13 + [True] * 3  # 13 numbers, then carrier, origin, dest
     unseen = X.head(3).assign(dest="ZZZ", carrier="QQ")
     probabilities = pipeline.predict_proba(unseen)[:, 1]
     assert np.all((probabilities > 0) & (probabilities < 1))
