@@ -19,11 +19,16 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("up", help="run Airflow and MLflow locally until Ctrl-C")
 
-    demo = commands.add_parser("demo", help="bring the stack up and replay 2013 flights into the landing folder")
-    demo.add_argument("--start", type=date.fromisoformat, default=date(2013, 1, 1))
-    demo.add_argument("--days", type=int, default=21, help="how many days to land (then a champion is trained)")
-    demo.add_argument("--interval", type=float, default=2.0, help="seconds between two landed days")
-    demo.add_argument("--exit", action="store_true", help="stop the stack once the landed days are ingested")
+    demo = commands.add_parser("demo", help="bring the stack up and replay 2013 through the whole loop")
+    demo.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        default=date(2013, 12, 31),
+        help="last day to replay (default: 2013-12-31)",
+    )
+    demo.add_argument(
+        "--exit", action="store_true", help="stop the stack at the end instead of keeping the UIs up"
+    )
 
     land = commands.add_parser("land", help="land replayed 2013 flights for a range of days")
     land.add_argument("start", type=date.fromisoformat)
@@ -36,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--no-registry", action="store_true", help="only the warehouse (no MLflow call)")
 
-    promote = commands.add_parser("promote", help="run the promotion gate on a registered version and promote it")
+    promote = commands.add_parser(
+        "promote", help="run the promotion gate on a registered version and promote it"
+    )
     promote.add_argument("model")
     promote.add_argument("version")
     promote.add_argument("--force", action="store_true", help="skip the gate (needs --reason; logged)")
@@ -57,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from airloop.status import format_status, full_status, model_status
+    from airloop.status import format_status, full_status, warehouse_status
 
     _fail_fast_on_mlflow()
     config = load_settings()
-    result = model_status(args.model, config) if args.no_registry else full_status(args.model, config)
+    result = warehouse_status(args.model, config) if args.no_registry else full_status(args.model, config)
     print(json.dumps(result, indent=2, default=str) if args.json else format_status(result))
     return 0
 
@@ -70,7 +77,9 @@ def _promote(args: argparse.Namespace) -> int:
     from airloop.registry import promote_version
 
     _fail_fast_on_mlflow()
-    result = promote_version(args.model, args.version, force=args.force, reason=args.reason, config=load_settings())
+    result = promote_version(
+        args.model, args.version, force=args.force, reason=args.reason, config=load_settings()
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0 if result.get("promoted") else 1
 
@@ -110,45 +119,42 @@ def _up(_args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from airloop.demo.driver import AirflowApi
-    from airloop.demo.replay import day_frame, days, write_partition
+    from airloop.demo.year import YearReplay, format_table, fresh_home
     from airloop.stack import Stack
-    from airloop.status import format_status, full_status, model_status
+    from airloop.status import format_status, full_status
 
     config = load_settings()
     model = "flights_delay"
+    started = time.monotonic()
+    fresh_home(config, model)
     with Stack(config, report=print) as stack:
         for line in stack.banner():
             print(line)
-        landing = config.landing_for(model)
-        wanted = list(days(args.start, args.start.fromordinal(args.start.toordinal() + args.days - 1)))
-        for day in wanted:
-            write_partition(day_frame(day), landing, day)
-            print(f"landed {day} in {landing}")
-            time.sleep(args.interval)
-        done: set[str] = set()
-        while len(done) < len(wanted):
-            for batch in model_status(model, config)["batches"]:
-                if batch["partition"] not in done:
-                    done.add(batch["partition"])
-                    print(f"ingested {batch['partition']}: {batch['status']}, {batch['rows']} rows {batch['reason'] or ''}")
-            if stack.wait(timeout=2.0) is not None:
-                return 1
-        print(f"{len(done)} days ingested; training the first champion (flights_delay_train)...")
         api = AirflowApi(stack.airflow_url, "admin", stack.passwords["admin"])
+        replay = YearReplay(api, config, model, until=args.until, alive=lambda: stack.wait(timeout=0) is None)
         try:
-            api.wait_for_dag(f"{model}_train")
-            run_id = api.trigger(f"{model}_train", {"window_end": wanted[-1].isoformat()})
-            state = api.wait_for_run(f"{model}_train", run_id)
+            table = replay.run()
         finally:
             api.close()
-        print(f"training run {run_id}: {state}")
+        print()
         print(format_status(full_status(model, config)))
-        print(f"MLflow: {stack.mlflow_url} (experiment {model}, registered model {model}, alias champion)")
+        print()
+        print(
+            "2013 by month (serving: the champion versions that scored the month; AUC on its labelled flights;"
+        )
+        print(f"AUC v{replay.first_champion}: the first champion, never retrained, on the same flights)")
+        print(format_table(table, replay.first_champion))
+        print(
+            f"\nreplayed to {args.until} in {(time.monotonic() - started) / 60:.1f} min (stack start included)"
+        )
+        print(
+            f"Airflow UI {stack.airflow_url} (admin / see {config.home / 'passwords.json'}), MLflow UI {stack.mlflow_url}"
+        )
         if not args.exit:
             print("The UIs stay up; Ctrl-C stops everything.")
             if stack.wait() is not None:
                 return 1
-    return 0 if state == "success" else 1
+    return 0
 
 
 _COMMANDS = {

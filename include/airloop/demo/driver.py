@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -24,10 +25,25 @@ class AirflowApi:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        """Unpause ``dag_id`` and start a manual run; its run id."""
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: datetime | None = None
+    ) -> str:
+        """Unpause ``dag_id`` and start a manual run (for the data interval ending at ``logical_date``, if given);
+        its run id."""
         self.call("PATCH", f"/dags/{dag_id}", is_paused=False)
-        return str(self.call("POST", f"/dags/{dag_id}/dagRuns", logical_date=None, conf=conf or {})["dag_run_id"])
+        when = logical_date.isoformat() if logical_date else None
+        return str(
+            self.call("POST", f"/dags/{dag_id}/dagRuns", logical_date=when, conf=conf or {})["dag_run_id"]
+        )
+
+    def runs(self, dag_id: str, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The DAG's runs, newest first (``state``: only those in it)."""
+        query = f"?order_by=-run_after&limit={limit}" + (f"&state={state}" if state else "")
+        return list(self.call("GET", f"/dags/{dag_id}/dagRuns{query}")["dag_runs"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances (state, start and end dates, duration)."""
+        return list(self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"])
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
         """Wait until the DAG processor has parsed ``dag_id``."""
