@@ -28,7 +28,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
 
-demo: install ## bring up Airflow + MLflow and replay 2013 flights through ingestion (Ctrl-C stops)
+demo: install ## bring up Airflow + MLflow and replay 2013 through the whole loop, then a table per month (Ctrl-C stops)
 	$(VENV)/bin/airloop demo
 
 up: install ## run the local stack (Airflow + MLflow) until Ctrl-C
