@@ -87,6 +87,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from airloop.preload import PRELOAD
+
 MODEL = "flights_delay"
 #: The in-process run's copy of the spec: its own registered model, tables and landing folder.
 IN_PROCESS_MODEL = f"{MODEL}_inprocess"
@@ -106,27 +108,9 @@ LAND_NEXT = f"{NEXT} land batch (benchmark)"
 #: Steps that call no library function of their own (branch, short-circuit, trigger).
 ORCHESTRATION = ("monitor.drift_detected", "train.gate_passed", "retrain.retrain")
 
-#: What the loop's library calls import: the warm executor's preload list (airloop.airflow.executor) and the
-#: modules it leaves to the tasks. Timed apart in the in-process run.
-HEAVY_IMPORTS = (
-    "pandas",
-    "pyarrow.parquet",
-    "sqlalchemy",
-    "sklearn.ensemble",
-    "sklearn.pipeline",
-    "great_expectations",
-    "mlflow",
-    "mlflow.sklearn",
-    "optuna",
-    "evidently",
-    "airloop.ingest",
-    "airloop.validation",
-    "airloop.training",
-    "airloop.registry",
-    "airloop.scoring",
-    "airloop.monitoring",
-    "airloop.retraining",
-)
+#: What the loop's library calls import: the warm executor's preload list (airloop.preload) and the modules it
+#: leaves to the tasks. Timed apart in the in-process run.
+HEAVY_IMPORTS = (*PRELOAD, "airloop.scoring", "airloop.monitoring", "airloop.retraining")
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
