@@ -74,14 +74,13 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -726,21 +725,14 @@ def _child_env(task_env: dict[str, str], config: Any) -> dict[str, str]:
 
 def _base_env(home: Path, **overrides: str) -> dict[str, str]:
     """This process's environment minus any Airflow/airloop settings, on free ports (as the e2e conftest does)."""
-    from airloop.stack import TRIGGER_LOG_PORT_OFFSET, WORKER_LOG_PORT_OFFSET
+    from airloop.stack import free_airflow_port, free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_"))}
-    airflow_port = next(
-        port
-        for port in (_free_port() for _ in range(50))
-        if port + TRIGGER_LOG_PORT_OFFSET <= 65535
-        and _bindable(port + WORKER_LOG_PORT_OFFSET)
-        and _bindable(port + TRIGGER_LOG_PORT_OFFSET)
-    )
     env.update(
         AIRLOOP_ROOT=str(ROOT),
         AIRLOOP_HOME=str(home),
-        AIRLOOP_AIRFLOW_PORT=str(airflow_port),
-        AIRLOOP_MLFLOW_PORT=str(_free_port()),
+        AIRLOOP_AIRFLOW_PORT=str(free_airflow_port()),
+        AIRLOOP_MLFLOW_PORT=str(free_port()),
         AIRLOOP_PASSWORD_ADMIN=secrets.token_urlsafe(12),
         **overrides,
     )
@@ -783,21 +775,6 @@ def _seed(config: Any, model: str) -> None:
         warehouse.replace_partition(
             engine, spec, day.isoformat(), frame, ledger_row={"checksum": checksum, "files": []}
         )
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _bindable(port: int) -> bool:
-    with closing(socket.socket()) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _cpu_snapshot(airflow: list[int], mlflow: list[int]) -> dict[str, float]:

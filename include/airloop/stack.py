@@ -715,10 +715,21 @@ def _executable(name: str, env: Mapping[str, str]) -> str:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (for tests and benchmarks that start stacks side by side)."""
     with closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_airflow_port() -> int:
+    """A free port for the Airflow API whose derived log-server ports are free too."""
+    for _ in range(50):
+        port = free_port()
+        derived = [port + WORKER_LOG_PORT_OFFSET, port + TRIGGER_LOG_PORT_OFFSET]
+        if max(derived) <= 65535 and all(_port_free(p) for p in derived):
+            return port
+    raise StackError("no free port block for the Airflow API and its log servers")
 
 
 def _port_free(port: int) -> bool:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from airloop.settings import Settings, load_settings
-from airloop.stack import TRIGGER_LOG_PORT_OFFSET, WORKER_LOG_PORT_OFFSET, Stack
+from airloop.stack import Stack, free_airflow_port, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -40,32 +38,6 @@ E2E_BUNDLE = "e2e-dags"
 ADMIN = "admin"
 
 _FINISHED = {"success", "failed"}
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1."""
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_airflow_port() -> int:
-    """A free port for the Airflow API whose derived log-server ports are free too."""
-    for _ in range(50):
-        port = free_port()
-        derived = [port + WORKER_LOG_PORT_OFFSET, port + TRIGGER_LOG_PORT_OFFSET]
-        if derived[-1] <= 65535 and all(_bindable(p) for p in derived):
-            return port
-    raise RuntimeError("no free port block for the Airflow API and its log servers")
-
-
-def _bindable(port: int) -> bool:
-    with closing(socket.socket()) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def stack_base_env(home: Path, **overrides: str) -> dict[str, str]:
