@@ -72,7 +72,6 @@ import hashlib
 import importlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -725,18 +724,9 @@ def _child_env(task_env: dict[str, str], config: Any) -> dict[str, str]:
 
 def _base_env(home: Path, **overrides: str) -> dict[str, str]:
     """This process's environment minus any Airflow/airloop settings, on free ports (as the e2e conftest does)."""
-    from airloop.stack import free_airflow_port, free_port
+    from airloop.stack import isolated_env
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_"))}
-    env.update(
-        AIRLOOP_ROOT=str(ROOT),
-        AIRLOOP_HOME=str(home),
-        AIRLOOP_AIRFLOW_PORT=str(free_airflow_port()),
-        AIRLOOP_MLFLOW_PORT=str(free_port()),
-        AIRLOOP_PASSWORD_ADMIN=secrets.token_urlsafe(12),
-        **overrides,
-    )
-    return env
+    return isolated_env(home, ROOT, **overrides)
 
 
 def _shrunk_specs(target: Path, name: str) -> Path:

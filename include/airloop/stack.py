@@ -715,6 +715,22 @@ def _executable(name: str, env: Mapping[str, str]) -> str:
     return found
 
 
+def isolated_env(home: Path, root: Path, **overrides: str) -> dict[str, str]:
+    """The base environment of a stack of its own (tests, benchmarks): this process's, minus any Airflow and
+    airloop settings (``AIRFLOW__*`` variables would override the stack's defaults), on free ports, with a
+    generated admin password; ``overrides`` last."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_"))}
+    env.update(
+        AIRLOOP_ROOT=str(root),
+        AIRLOOP_HOME=str(home),
+        AIRLOOP_AIRFLOW_PORT=str(free_airflow_port()),
+        AIRLOOP_MLFLOW_PORT=str(free_port()),
+        AIRLOOP_PASSWORD_ADMIN=secrets.token_urlsafe(12),
+    )
+    env.update(overrides)
+    return env
+
+
 def free_port() -> int:
     """A TCP port free right now on 127.0.0.1 (for tests and benchmarks that start stacks side by side)."""
     with closing(socket.socket()) as sock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from airloop.settings import Settings, load_settings
-from airloop.stack import Stack, free_airflow_port, free_port
+from airloop.stack import Stack, isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -46,16 +45,7 @@ def stack_base_env(home: Path, **overrides: str) -> dict[str, str]:
     The root conftest points ``AIRFLOW_*`` at its own SQLite home; a stack must not inherit that (nor a
     developer's ``AIRLOOP_*`` settings), since ``AIRFLOW__*`` variables override the stack's defaults.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_"))}
-    env.update(
-        AIRLOOP_ROOT=str(ROOT),
-        AIRLOOP_HOME=str(home),
-        AIRLOOP_AIRFLOW_PORT=str(free_airflow_port()),
-        AIRLOOP_MLFLOW_PORT=str(free_port()),
-        AIRLOOP_PASSWORD_ADMIN=secrets.token_urlsafe(12),
-    )
-    env.update(overrides)
-    return env
+    return isolated_env(home, ROOT, **overrides)
 
 
 @pytest.fixture
