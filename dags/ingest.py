@@ -32,7 +32,7 @@ def ingest_dag(spec: ModelSpec) -> DAG:
         schedule=dagkit.timetable(spec),
         end_date=dagkit.end(spec),
         catchup=spec.catchup,
-        max_active_runs=4,
+        max_active_runs=spec.source.max_active_runs,
     ) as dag:
         wait = LandedPartitionSensor(
             task_id="wait_for_partition",

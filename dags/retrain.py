@@ -56,7 +56,8 @@ def retrain_dag(spec: ModelSpec) -> DAG:
             conf={"window_end": "{{ ti.xcom_pull(task_ids='wait_for_drift')['partition'] }}"},
             wait_for_completion=True,
             deferrable=True,
-            poke_interval=5,
+            # The trigger looks up one run's state: cheap, and every second saved here is one on the loop.
+            poke_interval=1,
             # A retry must not start a second training for one due retrain: the outcome step reports a failure.
             retries=0,
         )

@@ -87,6 +87,9 @@ class LandingSourceSpec(_Strict):
     max_file_mb: float = Field(default=100, gt=0)
     wait_timeout_minutes: float = Field(default=60, gt=0, description="how long a missing partition is waited for")
     poke_interval_seconds: float = Field(default=30, gt=0)
+    max_active_runs: int = Field(
+        default=4, ge=1, le=32, description="partitions ingested at once (catchup, backfills, a late delivery)"
+    )
 
 
 class TargetSpec(_Strict):

@@ -38,6 +38,8 @@ FIRST_DAY = date(2013, 1, 1)
 #: The first champion trains on January and February.
 FIRST_TRAINING_END = date(2013, 2, 28)
 LAST_DAY = date(2013, 12, 31)
+#: Seconds between two looks at the warehouse while waiting, and between two checks for failed runs.
+POLL, CHECK_EVERY = 0.5, 5.0
 
 
 class DemoError(AirloopError):
@@ -211,19 +213,23 @@ class YearReplay:
         return {"outcome": "retrain failed", "reasons": ["see the retrain run in the Airflow UI"]}
 
     def _until(self, done: Callable[[], bool], timeout: float, what: str, dag_id: str) -> None:
+        """Poll ``done`` (a cheap warehouse query) twice a second; every few seconds, report failed runs of
+        ``dag_id`` and check the stack is up."""
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + CHECK_EVERY
         while not done():
-            if not self.alive():
-                raise DemoError(f"a stack component stopped while waiting for {what}: see .airloop/logs")
-            failed = self.api.runs(dag_id, state="failed", limit=1)
-            if failed and failed[0]["dag_run_id"] not in self._failures_seen:
-                self._failures_seen.add(failed[0]["dag_run_id"])
-                self.report(f"  ! {dag_id} run {failed[0]['dag_run_id']} failed (Airflow UI: its task logs)")
-            if time.monotonic() > deadline:
-                raise DemoError(
-                    f"{what} did not finish within {timeout:.0f} s: see {dag_id} in the Airflow UI"
-                )
-            time.sleep(2.0)
+            now = time.monotonic()
+            if now > deadline:
+                raise DemoError(f"{what} did not finish within {timeout:.0f} s: see {dag_id} in the Airflow UI")
+            if now >= next_check:
+                next_check = now + CHECK_EVERY
+                if not self.alive():
+                    raise DemoError(f"a stack component stopped while waiting for {what}: see .airloop/logs")
+                failed = self.api.runs(dag_id, state="failed", limit=1)
+                if failed and failed[0]["dag_run_id"] not in self._failures_seen:
+                    self._failures_seen.add(failed[0]["dag_run_id"])
+                    self.report(f"  ! {dag_id} run {failed[0]['dag_run_id']} failed (Airflow UI: its task logs)")
+            time.sleep(POLL)
 
     def _champion(self) -> str | None:
         from mlflow import MlflowClient
