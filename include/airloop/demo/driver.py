@@ -84,7 +84,7 @@ class AirflowApi:
     def close(self) -> None:
         self.client.close()
 
-    def _send(self, method: str, url: str, body: dict[str, Any] | None) -> httpx.Response:
+    def _send(self, method: str, url: str, body: dict[str, Any] | None = None) -> httpx.Response:
         for attempt in range(1, ATTEMPTS):
             try:
                 response = self.client.request(method, url, json=body)
