@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
 
 from airloop.airflow.triggers import DriftEventTrigger, PartitionLandedTrigger
 from airloop.settings import settings
@@ -15,7 +16,13 @@ from airloop.sources import is_landed, partition_dir
 
 
 class LandedPartitionSensor(BaseSensorOperator):
-    """Waits for a model's partition to land, deferred to the triggerer; fails clearly after ``wait_timeout``.
+    """Waits for a model's partition to land, in the triggerer from the start; fails clearly after ``wait_timeout``.
+
+    The scheduler hands the task straight to :class:`~airloop.airflow.triggers.PartitionLandedTrigger`
+    (``start_from_trigger``; ``partition`` is rendered there), which ends it as soon as the partition folder holds
+    a file: a day ingested costs no worker process for waiting. Only a timeout resumes the task on a worker, to fail
+    it with the folder it watched. Where tasks run in-process (``dag.test()``), ``execute`` checks once and defers to
+    the same trigger.
 
     :param model: the model whose landing folder is watched (``<landing_dir>/<model>``, resolved at run time).
     :param partition: the partition key, ``YYYY-MM-DD`` (templated).
@@ -27,11 +34,20 @@ class LandedPartitionSensor(BaseSensorOperator):
 
     def __init__(self, *, model: str, partition: str, wait_timeout: timedelta, **kwargs: Any) -> None:
         # The trigger enforces the deadline with a clear message; Airflow's own timeout is only a backstop.
-        kwargs.setdefault("timeout", (wait_timeout + timedelta(minutes=5)).total_seconds())
+        backstop = wait_timeout + timedelta(minutes=5)
+        kwargs.setdefault("timeout", backstop.total_seconds())
         super().__init__(**kwargs)
         self.model = model
         self.partition = partition
         self.wait_timeout = wait_timeout
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls="airloop.airflow.triggers.PartitionLandedTrigger",
+            trigger_kwargs={**self._trigger_kwargs(), "end_from_trigger": True},
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=backstop,
+        )
 
     def poke(self, context: Any) -> bool:
         return is_landed(settings().landing_for(self.model), self.partition)
@@ -39,14 +55,8 @@ class LandedPartitionSensor(BaseSensorOperator):
     def execute(self, context: Any) -> None:
         if self.poke(context):
             return
-        deadline = datetime.now(UTC) + self.wait_timeout
         self.defer(
-            trigger=PartitionLandedTrigger(
-                landing=str(settings().landing_for(self.model)),
-                partition=self.partition,
-                deadline=deadline.isoformat(),
-                poke_interval=self.poke_interval,
-            ),
+            trigger=PartitionLandedTrigger(**self._trigger_kwargs()),
             method_name="execute_complete",
             timeout=self.wait_timeout + timedelta(minutes=5),
         )
@@ -59,6 +69,14 @@ class LandedPartitionSensor(BaseSensorOperator):
                 f"nothing in {folder}. Check the upstream export, then clear this task to wait again."
             )
         self.log.info("partition %s of %s has landed", self.partition, self.model)
+
+    def _trigger_kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "partition": self.partition,
+            "wait_seconds": self.wait_timeout.total_seconds(),
+            "poke_interval": self.poke_interval,
+        }
 
 
 class DriftEventSensor(BaseSensorOperator):

@@ -3,44 +3,66 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from airloop.settings import settings
 from airloop.sources import is_landed
 
 
 class PartitionLandedTrigger(BaseTrigger):
-    """Fires once a partition folder holds a file, or with ``status="timeout"`` at ``deadline`` (ISO, UTC)."""
+    """Fires once a model's partition folder holds a file, or with ``status="timeout"`` after ``wait_seconds``.
 
-    def __init__(self, *, landing: str, partition: str, deadline: str, poke_interval: float = 30.0) -> None:
+    With ``end_from_trigger`` (how :class:`~airloop.airflow.sensors.LandedPartitionSensor` starts it, straight
+    from the scheduler) a landed partition ends the task here, in the triggerer (``TaskSuccessEvent``): no worker
+    runs for it at all. Otherwise, and always on a timeout, the task resumes on a worker with the event.
+    The landing folder is resolved here from the settings, so the trigger's arguments hold no path.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        partition: str,
+        wait_seconds: float,
+        poke_interval: float = 30.0,
+        end_from_trigger: bool = False,
+    ) -> None:
         super().__init__()
-        self.landing = landing
+        self.model = model
         self.partition = partition
-        self.deadline = deadline
+        self.wait_seconds = wait_seconds
         self.poke_interval = poke_interval
+        self.end_from_trigger = end_from_trigger
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "airloop.airflow.triggers.PartitionLandedTrigger",
             {
-                "landing": self.landing,
+                "model": self.model,
                 "partition": self.partition,
-                "deadline": self.deadline,
+                "wait_seconds": self.wait_seconds,
                 "poke_interval": self.poke_interval,
+                "end_from_trigger": self.end_from_trigger,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        deadline = datetime.fromisoformat(self.deadline)
+        landing = settings().landing_for(self.model)
+        deadline = time.monotonic() + self.wait_seconds
         while True:
-            if await asyncio.to_thread(is_landed, Path(self.landing), self.partition):
-                yield TriggerEvent({"status": "landed", "partition": self.partition})
+            if await asyncio.to_thread(is_landed, landing, self.partition):
+                if self.end_from_trigger:
+                    self.log.info("partition %s of %s has landed in %s", self.partition, self.model, landing)
+                    yield TaskSuccessEvent()
+                else:
+                    yield TriggerEvent({"status": "landed", "partition": self.partition})
                 return
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 yield TriggerEvent({"status": "timeout", "partition": self.partition})
                 return
