@@ -103,8 +103,8 @@ MONITOR_LOGICAL = datetime(2013, 7, 21, tzinfo=UTC)
 PHASES = ("drifted batch scored", "drift recorded", "new champion", "next batch scored")
 LAND_DRIFTED = "land drifted batch (benchmark)"
 LAND_NEXT = f"{NEXT} land batch (benchmark)"
-#: Steps that call no library function of their own (branch, short-circuit, trigger).
-ORCHESTRATION = ("monitor.drift_detected", "train.gate_passed", "retrain.retrain")
+#: Steps that call no library function of their own (the trigger of the train DAG).
+ORCHESTRATION = ("retrain.retrain",)
 
 #: What the loop's library calls import: the warm executor's preload list (airloop.preload) and the modules it
 #: leaves to the tasks. Timed apart in the in-process run.
@@ -394,7 +394,7 @@ class _CriticalPath:
         landed = self._at("landed drifted")
         chain = [Step(LAND_DRIFTED, PHASES[0], 0.0, landed, driver_at=0.0)]
         chain += self._score(last, PHASES[0], DRIFTED, landed)
-        for i, task_id in enumerate(("monitor_window", "drift_detected", "record_drift")):
+        for i, task_id in enumerate(("monitor_window", "record_drift")):
             driver = self._at("monitor") if i == 0 else None
             chain += self._step(
                 MONITOR, monitor_run, task_id, f"monitor.{task_id}", PHASES[1], driver_at=driver
@@ -404,7 +404,7 @@ class _CriticalPath:
         created = _rel(train["queued_at"] or train["run_after"], self.t0)
         key = "retrain.retrain (until the train run exists)"
         chain += self._step(RETRAIN, retrain_run, "retrain", key, PHASES[2], end=created)
-        for task_id in ("train_challenger", "evaluate_gate", "gate_passed", "promote_champion"):
+        for task_id in ("train_challenger", "evaluate_gate", "promote_champion"):
             chain += self._step(TRAIN, train["dag_run_id"], task_id, f"train.{task_id}", PHASES[2])
         start, landed = self._at("land next"), self._at("landed next")
         chain.append(Step(LAND_NEXT, PHASES[3], start, landed, driver_at=start))
@@ -664,8 +664,7 @@ def run_in_process() -> dict[str, Any]:
         batch(day, PHASES[0])
     with step("monitor.monitor_window", PHASES[1]):
         result = monitoring.monitor_window(model, MONITOR_LOGICAL, config=config)
-    with step("monitor.drift_detected", PHASES[1]):
-        _expect(result["monitored"] and result["drifted"], f"no drift found: {result.get('reasons')}")
+    _expect(result["monitored"] and result["drifted"], f"no drift found: {result.get('reasons')}")
     with step("monitor.record_drift", PHASES[1]):
         monitoring.record_drift(model, result, airflow_run_id=run, config=config)
     with step("retrain.wait_for_drift", PHASES[2]):  # what DriftEventSensor checks before it would defer
@@ -676,7 +675,6 @@ def run_in_process() -> dict[str, Any]:
         trained = training.train_challenger(model, window_end=due["partition"], config=config)
     with step("train.evaluate_gate", PHASES[2]):
         gate = registry.evaluate_gate(model, trained, airflow_run_id=run, config=config)
-    with step("train.gate_passed", PHASES[2]):
         passed = gate["promote"] or gate["approval_required"]
     promotion = "skipped"
     if passed:

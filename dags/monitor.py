@@ -11,9 +11,9 @@ the `monitoring.window_days` complete days before the end of its interval.
    a monitoring run in MLflow; the figures go to the warehouse table `airloop_monitoring` (one row per window,
    replaced on re-run). The drift decision applies the spec's policy: drifted share, quality drop, minimum rows.
    Skipped while there is no champion.
-2. **drift_detected**: stops here unless the window drifted.
-3. **record_drift**: a drift event (status pending) for retraining; emits the Asset `airloop://<model>/drift`.
-4. **alert_drift**: e-mail and Slack with the drift share, the top drifted features, the quality change and
+   The run stops here unless the window drifted (the summary goes on as the XCom `result`).
+2. **record_drift**: a drift event (status pending) for retraining; emits the Asset `airloop://<model>/drift`.
+3. **alert_drift**: e-mail and Slack with the drift share, the top drifted features, the quality change and
    links; a failed channel is retried alone and never undoes what was recorded.
 
 Generated from `config/models/<model>.yaml` for every spec with a `monitoring` section.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, Asset, XComArg, task
 
 from airloop.airflow import dagkit
 from airloop.spec import ModelSpec
@@ -42,16 +42,15 @@ def monitor_dag(spec: ModelSpec) -> DAG:
         max_active_runs=1,
     ) as dag:
 
-        @task(retries=1)
-        def monitor_window(data_interval_end=None, **context) -> dict:
+        # Monitors, then decides: the summary goes on as the XCom "result", and the run goes on only on drift.
+        # One task, not a monitor task and a short-circuit task: a task process and a scheduling step less a week.
+        @task.short_circuit(retries=1)
+        def monitor_window(data_interval_end=None, **context) -> bool:
             from airloop.airflow.promotion import run_lineage
             from airloop.monitoring import monitor_window
 
             result = monitor_window(model, data_interval_end, lineage=run_lineage(context))
-            return dagkit.skip_unless_done(result, "monitored")
-
-        @task.short_circuit(retries=0)
-        def drift_detected(result: dict) -> bool:
+            context["ti"].xcom_push(key="result", value=dagkit.skip_unless_done(result, "monitored"))
             return result["drifted"]
 
         @task(outlets=[drift])
@@ -68,8 +67,9 @@ def monitor_dag(spec: ModelSpec) -> DAG:
 
             return alert_drift(model, result, context)
 
-        result = monitor_window()
-        drift_detected(result) >> record_drift(result) >> alert_drift(result)
+        monitored = monitor_window()
+        result = XComArg(monitored.operator, key="result")
+        monitored >> record_drift(result) >> alert_drift(result)
     return dag
 
 

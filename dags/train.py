@@ -10,11 +10,11 @@ the training window of `training.window_days` validated partitions.
    registered with alias `challenger`.
 2. **evaluate_gate**: challenger and champion scored on the same holdout; the spec's promotion policy decides
    (floor, margin, paired bootstrap, slices). The decision and its numbers go to the challenger's MLflow run and,
-   when refused, to the event log.
-3. **gate_passed**: stops here when the gate refused.
-4. **approve_promotion** (only when the policy says `approval: manual`): a human approves or rejects in the
+   when refused, to the event log. The run stops here when the gate refused (the decision goes on as the XCom
+   `gate`).
+3. **approve_promotion** (only when the policy says `approval: manual`): a human approves or rejects in the
    Airflow UI (Required actions); a rejection, or no answer in 3 days, is recorded as a refused promotion.
-5. **promote_champion**: alias `champion` moves to the challenger, the old one keeps `previous`; refused if the
+4. **promote_champion**: alias `champion` moves to the challenger, the old one keeps `previous`; refused if the
    champion changed since the decision. Emits the Asset `airloop://<model>/champion`.
 
 Generated from `config/models/<model>.yaml` for every spec with a `training` section.
@@ -22,10 +22,10 @@ Generated from `config/models/<model>.yaml` for every spec with a `training` sec
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Asset, Param, XComArg, task
 
 from airloop.airflow import dagkit
-from airloop.airflow.promotion import PromotionApprovalOperator
+from airloop.airflow.promotion import GATE, PromotionApprovalOperator
 from airloop.spec import ModelSpec
 
 
@@ -59,14 +59,14 @@ def train_dag(spec: ModelSpec) -> DAG:
         if spec.promotion is None:
             return dag
 
-        @task
-        def evaluate_gate(trained: dict, run_id=None) -> dict:
+        # Decides, then stops the run unless the gate passed: the decision goes on as the XCom "gate". One task,
+        # not a gate task and a short-circuit task: a task process and a scheduling step less a training.
+        @task.short_circuit
+        def evaluate_gate(trained: dict, run_id=None, ti=None) -> bool:
             from airloop.registry import evaluate_gate
 
-            return evaluate_gate(model, trained, airflow_run_id=run_id)
-
-        @task.short_circuit(retries=0)
-        def gate_passed(gate: dict) -> bool:
+            gate = evaluate_gate(model, trained, airflow_run_id=run_id)
+            ti.xcom_push(key=GATE, value=gate)
             return gate["promote"] or gate["approval_required"]
 
         approval_id = "approve_promotion" if spec.promotion.approval == "manual" else None
@@ -77,8 +77,8 @@ def train_dag(spec: ModelSpec) -> DAG:
 
             return promote_champion(model, gate, champion, context, approval_task_id=approval_id)
 
-        gate = evaluate_gate(trained)
-        passed = gate_passed(gate)
+        passed = evaluate_gate(trained)
+        gate = XComArg(passed.operator, key=GATE)
         if approval_id:
             approval = PromotionApprovalOperator(
                 task_id=approval_id, model=model, gate_task_id="evaluate_gate"

@@ -106,7 +106,7 @@ def test_train_dag_shape(dagbag):
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual (or called by retraining)
     assert dag.max_active_runs == 1
     assert dag.is_paused_upon_creation is False
-    order = ["train_challenger", "evaluate_gate", "gate_passed", "promote_champion"]
+    order = ["train_challenger", "evaluate_gate", "promote_champion"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert [o.uri for o in dag.get_task("promote_champion").outlets] == ["airloop://flights_delay/champion"]

@@ -190,7 +190,7 @@ def test_score_and_monitor_real_flights(stack):
     quiet = _monitor(date(2013, 3, 3))
     assert quiet.state == "success"
     states = _states(quiet)
-    assert (states["monitor_window"], states["drift_detected"]) == ("success", "success")
+    assert states["monitor_window"] == "success"
     assert states["record_drift"] == states["alert_drift"] == "skipped"
     february = monitoring.last_monitoring(MODEL)
     print(f"late February: {february['reasons']}")

@@ -187,7 +187,7 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     second = _train_dag().test()
     assert second.state == "success"
     states = _task_states(second)
-    assert (states["gate_passed"], states["promote_champion"]) == ("success", "skipped")
+    assert (states["evaluate_gate"], states["promote_champion"]) == ("success", "skipped")
     assert registry.aliases(client, MODEL) == {"challenger": "2", "champion": "1"}
     [refused] = warehouse.events_for(engine, MODEL, ["promotion_refused"])
     assert refused["payload"]["version"] == "2" and refused["payload"]["champion_version"] == "1"

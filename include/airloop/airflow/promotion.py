@@ -17,6 +17,9 @@ from airflow.sdk import Asset
 #: How long an approval request waits for an answer before it counts as refused. A pending request holds the
 #: train DAG's only active run (max_active_runs=1), so it must not wait forever.
 APPROVAL_TIMEOUT = timedelta(days=3)
+#: The XCom key under which the train DAG's gate task hands on its decision (its return value is the
+#: short-circuit condition).
+GATE = "gate"
 
 
 def run_lineage(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +67,7 @@ class PromotionApprovalOperator(ApprovalOperator):
     def execute(self, context: Any) -> Any:
         from airloop.promotion import decision_markdown
 
-        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id, key=GATE)
         self.subject = f"Promote {self.model} v{gate['challenger_version']} to champion?"
         self.body = decision_markdown(gate)
         return super().execute(context)
@@ -74,7 +77,7 @@ class PromotionApprovalOperator(ApprovalOperator):
         if "error" not in event and not (approval := approval_from_response(event))["approved"]:
             from airloop.registry import record_approval_refusal
 
-            gate = context["ti"].xcom_pull(task_ids=self.gate_task_id)
+            gate = context["ti"].xcom_pull(task_ids=self.gate_task_id, key=GATE)
             record_approval_refusal(self.model, gate, approval, airflow_run_id=context["ti"].run_id)
         return super().execute_complete(context=context, event=event)
 
