@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -54,6 +55,8 @@ _TYPE_LISTS: dict[ColumnType, tuple[str, ...]] = {
 }
 _MAX_EXAMPLES = 3
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._=-]+")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,12 @@ def validate_frame(
     result_path = Path(results_dir) / spec.name / _safe(batch_key) / f"{result_id}.json"
     _write_json_atomically(result_path, result_dict)
     if data_docs_dir is not None:
-        _publish_data_docs(gx_, spec, result, Path(data_docs_dir))
+        key = gx_.ValidationResultIdentifier(
+            expectation_suite_identifier=gx_.ExpectationSuiteIdentifier(name=suite.name),
+            run_id=result.meta["run_id"],
+            batch_identifier=result.batch_id,
+        )
+        _publish_data_docs(gx_, spec, key, result_dict, Path(data_docs_dir))
     passed = bool(result.success)
     if not passed and not failures:
         failures = ["validation failed; see the result JSON"]
@@ -349,12 +357,17 @@ def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def _lock_if_free(path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` if no other process holds it; yields whether it got it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -388,32 +401,61 @@ def _context(gx_: SimpleNamespace, *, stores_dir: Path | None = None, site_dir: 
     return gx_.gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _publish_data_docs(gx_: SimpleNamespace, spec: ModelSpec, result: Any, site_dir: Path) -> None:
-    """Add this result's page to the Data Docs site in ``site_dir`` and rebuild its index.
+def _publish_data_docs(
+    gx_: SimpleNamespace, spec: ModelSpec, key: Any, result: dict[str, Any], site_dir: Path
+) -> None:
+    """Add a result's page (``key``, ``result`` as GX's JSON) to the Data Docs site in ``site_dir``, and rebuild
+    its index.
 
     GX builds the index from its validation-results and expectation stores and deletes every page whose
     result is not in them. With the in-memory stores of a fresh (per task) context, each task would therefore
     wipe the pages of earlier tasks. So the docs context keeps both stores on disk, in ``site_dir/.gx/``, and
-    only this result's page is rendered (incremental build), and the suite's page when the contract changed. A
-    file lock serialises the publishing step across processes, so that an index written last never misses a
-    result stored earlier.
+    only the new results' pages are rendered (incremental build), and the suite's page when the contract changed.
+
+    Publishing is coalesced across processes. The result is queued (``site_dir/.gx/queue/``, written atomically);
+    whichever process holds the publish lock renders every queued result with one index rebuild. A process that
+    finds the lock taken leaves its result to the holder and returns at once; the holder looks at the queue again
+    after releasing the lock, so nothing queued is left behind. A week of days validated at once rebuilds the
+    index a few times instead of seven, and no validation waits for another's publishing.
     """
-    stores_dir = site_dir / ".gx"
-    with _exclusive_lock(site_dir / ".gx" / "publish.lock"):
-        context = _context(gx_, stores_dir=stores_dir, site_dir=site_dir)
-        suite = build_suite(spec)
-        suite_key = gx_.ExpectationSuiteIdentifier(name=suite.name)
-        key = gx_.ValidationResultIdentifier(
-            expectation_suite_identifier=suite_key, run_id=result.meta["run_id"], batch_identifier=result.batch_id
-        )
-        context.validation_results_store.set(key, result)
-        resources = [key]
-        # GX's add_or_update compares expectations pairwise (about 0.5 s for 68); the digest says the same.
-        stored = context.expectations_store.get(suite_key) if context.expectations_store.has_key(suite_key) else None
-        if not stored or stored.get("meta", {}).get("contract_digest") != suite.meta["contract_digest"]:
-            context.suites.add_or_update(suite)
-            resources.append(suite_key)
-        context.build_data_docs(site_names=[_DATA_DOCS_SITE], resource_identifiers=resources)
+    gx_dir = site_dir / ".gx"
+    queue = gx_dir / "queue"
+    _write_json_atomically(
+        queue / f"{result['meta']['airloop']['result_id']}.json", {"key": list(key.to_tuple()), "result": result}
+    )
+    while any(queue.glob("*.json")):
+        with _lock_if_free(gx_dir / "publish.lock") as held:
+            if not held:
+                return
+            _render_queued(gx_, spec, queue, site_dir)
+
+
+def _render_queued(gx_: SimpleNamespace, spec: ModelSpec, queue: Path, site_dir: Path) -> None:
+    """Move the queued results into the docs stores and render their pages and the index (under the lock)."""
+    context = _context(gx_, stores_dir=site_dir / ".gx", site_dir=site_dir)
+    store = context.validation_results_store
+    queued = sorted(queue.glob("*.json"))
+    resources = []
+    for path in queued:
+        try:
+            item = json.loads(path.read_text())
+            key = gx_.ValidationResultIdentifier.from_tuple(tuple(item["key"]))
+            store.set(key, store.deserialize(item["result"]))
+        except Exception:  # noqa: BLE001 - one unreadable item must not stop every later publish
+            log.exception("Data Docs: %s cannot be rendered; kept as %s.failed", path, path.name)
+            path.rename(path.with_name(f"{path.name}.failed"))
+            continue
+        resources.append(key)
+    suite = build_suite(spec)
+    suite_key = gx_.ExpectationSuiteIdentifier(name=suite.name)
+    # GX's add_or_update compares expectations pairwise (about 0.5 s for 68); the digest says the same.
+    stored = context.expectations_store.get(suite_key) if context.expectations_store.has_key(suite_key) else None
+    if not stored or stored.get("meta", {}).get("contract_digest") != suite.meta["contract_digest"]:
+        context.suites.add_or_update(suite)
+        resources.append(suite_key)
+    context.build_data_docs(site_names=[_DATA_DOCS_SITE], resource_identifiers=resources)
+    for path in queued:
+        path.unlink(missing_ok=True)
 
 
 @cache

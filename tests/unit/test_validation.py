@@ -292,3 +292,25 @@ def test_data_docs_accumulate_pages_across_validations(spec, tmp_path):
     for page in pages:
         assert page in index
     assert (docs / "expectations" / "toy.html").is_file()
+
+
+def test_data_docs_publishing_is_left_to_the_process_holding_the_lock(spec, tmp_path):
+    # Another process is publishing: this validation queues its result and returns without waiting; the next
+    # publish renders everything queued, so no page is lost.
+    import fcntl
+
+    docs = tmp_path / "docs"
+    lock = docs / ".gx" / "publish.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        first = _validate(_frame(), spec, tmp_path, data_docs_dir=docs)
+        assert [p.name for p in (docs / ".gx" / "queue").glob("*.json")] == [f"{first.result_id}.json"]
+        assert not (docs / "index.html").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    validate_frame(_frame(), spec, batch_key="2013-01-06", results_dir=tmp_path / "results", data_docs_dir=docs)
+    assert not list((docs / ".gx" / "queue").glob("*.json"))
+    pages = sorted(p.relative_to(docs).as_posix() for p in (docs / "validations").rglob("*.html"))
+    assert [p.split("/")[2] for p in pages] == ["2013-01-05", "2013-01-06"]
+    index = (docs / "index.html").read_text()
+    assert all(page in index for page in pages)
