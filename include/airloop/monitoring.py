@@ -25,9 +25,11 @@ pandas, MLflow and Evidently are imported inside the functions: DAG files and th
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -405,7 +407,7 @@ def monitor_window(
     available = _ledger_rows(engine, spec, champion.training)
     # Evidently runs only where a decision can follow: min_rows is the policy's floor for both sides.
     reports = (
-        _run_reports(engine, spec, policy, champion, current, arrived, quality)
+        _run_reports(engine, spec, policy, champion, current, arrived, quality, config.cache_dir)
         if len(current) >= policy.min_rows and available >= policy.min_rows
         else _Reports()
     )
@@ -642,15 +644,12 @@ def _run_reports(
     current: pd.DataFrame,
     arrived: pd.Series,
     quality: QualityFigures,
+    cache_dir: Path,
 ) -> _Reports:
     """Drift and data quality on the samples; classification quality when enough labels arrived."""
-    import mlflow
-
-    pipeline = mlflow.sklearn.load_model(f"models:/{spec.registered_model}/{champion.version}")
-    reference = sample_rows(read_rows(engine, spec, champion.training), policy.reference_rows, policy.seed)
+    reference_frame, holdout_frame = champion_frames(engine, spec, policy, champion, cache_dir)
     current_sample = sample_rows(current, policy.current_rows, policy.seed)
     numeric, categorical = _feature_kinds(spec)
-    reference_frame = _evidently_frame(reference, spec, _probabilities(pipeline, reference, spec))
     current_frame = _evidently_frame(current_sample, spec, current_sample[PROBABILITY])
     kinds = {"numeric": numeric, "categorical": categorical}
     drift = drift_snapshot(reference_frame, current_frame, policy, **kinds)
@@ -660,12 +659,9 @@ def _run_reports(
         ("Data quality", summary),
     ]
     classification: dict[str, float] = {}
-    if quality.labelled_rows >= policy.min_rows and quality.current is not None and champion.holdout:
-        holdout = sample_rows(
-            _with_labels(read_rows(engine, spec, champion.holdout), spec), policy.reference_rows, policy.seed
-        )
+    if quality.labelled_rows >= policy.min_rows and quality.current is not None and holdout_frame is not None:
         labelled = sample_rows(current.loc[arrived], policy.current_rows, policy.seed)
-        report = quality_snapshot(_labelled_frame(holdout, spec, pipeline), _labelled_frame(labelled, spec))
+        report = quality_snapshot(holdout_frame, _labelled_frame(labelled, spec))
         classification = classification_from_snapshot(report.dict())
         sections.append(("Classification quality (labelled rows; reference: the champion's holdout)", report))
     return _Reports(
@@ -673,8 +669,58 @@ def _run_reports(
         drift=figures_from_snapshot(drift.dict(), spec.features),
         data_quality=data_quality_from_snapshot(summary.dict()),
         classification=classification,
-        sampled={"current": len(current_sample), "reference": len(reference)},
+        sampled={"current": len(current_sample), "reference": len(reference_frame)},
     )
+
+
+def champion_frames(
+    engine: Engine, spec: ModelSpec, policy: MonitoringSpec, champion: Champion, cache_dir: Path
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The champion's side of every report: Evidently's reference (a fixed-seed sample of its training rows, with
+    its probabilities) and its labelled holdout rows with its probabilities (``None`` without a holdout).
+
+    Both depend only on the champion (a registered version never changes), on the content of its partitions
+    and on the policy's sample size and seed, yet every weekly run would read some 50,000 rows and load the model
+    to score them again. So they are kept as Parquet under ``cache_dir``, named by all of that: the batch
+    checksums in the ledger make a re-delivered partition a new name, never a stale reference.
+    """
+    import pandas as pd
+
+    checksums = {
+        r["partition"]: r["checksum"]
+        for r in warehouse.ledger_rows(engine, spec.name)
+        if r["status"] == "passed" and r["partition"] in {*champion.training, *champion.holdout}
+    }
+    key = hashlib.sha256(
+        json.dumps(
+            [champion.training, champion.holdout, checksums, policy.reference_rows, policy.seed], sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
+    folder = cache_dir / "monitoring" / spec.name / f"v{champion.version}-{key}"
+    reference_path, holdout_path = folder / "reference.parquet", folder / "holdout.parquet"
+    if reference_path.is_file():
+        return pd.read_parquet(reference_path), (
+            pd.read_parquet(holdout_path) if holdout_path.is_file() else None
+        )
+    import mlflow
+
+    pipeline = mlflow.sklearn.load_model(f"models:/{spec.registered_model}/{champion.version}")
+    reference = sample_rows(read_rows(engine, spec, champion.training), policy.reference_rows, policy.seed)
+    reference_frame = _evidently_frame(reference, spec, _probabilities(pipeline, reference, spec))
+    holdout_frame = None
+    if champion.holdout:
+        holdout = sample_rows(
+            _with_labels(read_rows(engine, spec, champion.holdout), spec), policy.reference_rows, policy.seed
+        )
+        holdout_frame = _labelled_frame(holdout, spec, pipeline)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: a run that reads the cache never sees half a file.
+    for frame, path in ((holdout_frame, holdout_path), (reference_frame, reference_path)):
+        if frame is not None:
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            frame.to_parquet(partial, index=False)
+            partial.replace(path)
+    return reference_frame, holdout_frame
 
 
 def _event_id(engine: Engine, key: str) -> int:

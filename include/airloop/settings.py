@@ -48,6 +48,11 @@ class Settings:
         """Where the Great Expectations Data Docs site is built."""
         return self.reports_dir / "data_docs"
 
+    @property
+    def cache_dir(self) -> Path:
+        """What is computed once and kept because it can be computed again (e.g. a champion's reference rows)."""
+        return self.home / "cache"
+
     def landing_for(self, model: str) -> Path:
         return self.landing_dir / model
 
