@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     rollback.add_argument("--reason")
 
     args = parser.parse_args(argv)
+    # `up` and `demo` report progress for minutes: a line shows when it happens, also when piped to a file.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         return _COMMANDS[args.command](args)
     except AirloopError as exc:
