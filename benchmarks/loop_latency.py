@@ -672,7 +672,9 @@ def run_in_process() -> dict[str, Any]:
         due = retraining.retrain_check(model, champion, config=config).payload()
     _expect(due is not None, "no retrain due")
     with step("train.train_challenger", PHASES[2]):
-        trained = training.train_challenger(model, window_end=due["partition"], config=config)
+        trained = training.train_challenger(
+            model, window_end=due["partition"], warm_start=True, config=config
+        )
     with step("train.evaluate_gate", PHASES[2]):
         gate = registry.evaluate_gate(model, trained, airflow_run_id=run, config=config)
         passed = gate["promote"] or gate["approval_required"]
@@ -740,7 +742,7 @@ def _shrunk_specs(target: Path, name: str) -> Path:
     raw["catchup"] = False
     raw["source"].update(poke_interval_seconds=2, wait_timeout_minutes=30)
     raw["training"].update(window_days=28, holdout_days=5)
-    raw["training"]["search"].update(trials=3, timeout_minutes=2)
+    raw["training"]["search"].update(trials=3, retrain_trials=1, timeout_minutes=2)
     raw["monitoring"].update(window_days=3)
     # The drift path only: with an age cap the retrain DAG would also run on the wall clock's schedule.
     raw["monitoring"].pop("max_champion_age_days", None)

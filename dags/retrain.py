@@ -9,8 +9,9 @@ spec sets `monitoring.max_champion_age_days`, also on the model's `schedule`, to
    ends more than the cap before the latest validated partition (both in data time). Skips when none is due
    within its timeout.
 2. **retrain**: triggers `<model>_train` with the last day to train on as `window_end` (the drift window's, or on
-   age the latest validated partition) and waits for it (deferred): the same training and promotion gate as a
-   manual training, one code path.
+   age the latest validated partition) and `warm_start` (the search starts from the champion's parameters, with
+   `training.search.retrain_trials` trials), and waits for it (deferred): the same training and promotion gate as
+   a manual training, one code path.
 3. **record_outcome**: reads the gate's decision for that training run from the event log and marks the drift
    events it covered handled with it (two drift events close together, or drift and age at once, give one
    retrain and at most one promotion); a retrain on age is also logged as such. A failed training leaves the
@@ -53,7 +54,10 @@ def retrain_dag(spec: ModelSpec) -> DAG:
             task_id="retrain",
             trigger_dag_id=f"{model}_train",
             trigger_run_id="retrain__{{ run_id }}",
-            conf={"window_end": "{{ ti.xcom_pull(task_ids='wait_for_drift')['partition'] }}"},
+            conf={
+                "window_end": "{{ ti.xcom_pull(task_ids='wait_for_drift')['partition'] }}",
+                "warm_start": True,
+            },
             wait_for_completion=True,
             deferrable=True,
             # The trigger looks up one run's state: cheap, and every second saved here is one on the loop.

@@ -2,7 +2,8 @@
 ### `<model>_train`: train a challenger, gate it against the champion, promote it
 
 Triggered by hand (or by retraining). Param `window_end` (a date; default: the latest validated partition) ends
-the training window of `training.window_days` validated partitions.
+the training window of `training.window_days` validated partitions; `warm_start` (set by `<model>_retrain`) starts
+the search from the champion's parameters, with `training.search.retrain_trials` trials.
 
 1. **train_challenger**: time-ordered split (the last `holdout_days` partitions held out), an Optuna search with
    each trial a nested MLflow run, the best parameters refitted, the model logged with signature, input example,
@@ -44,7 +45,12 @@ def train_dag(spec: ModelSpec) -> DAG:
                 type=["null", "string"],
                 format="date",
                 description="Last day of the training window (YYYY-MM-DD); empty: the latest validated partition",
-            )
+            ),
+            "warm_start": Param(
+                False,
+                type="boolean",
+                description="Start the search from the champion's parameters (training.search.retrain_trials trials)",
+            ),
         },
     ) as dag:
         # One retry: a second full training is only worth it for a transient failure (tracking server down).
@@ -53,7 +59,12 @@ def train_dag(spec: ModelSpec) -> DAG:
             from airloop.airflow.promotion import run_lineage
             from airloop.training import train_challenger
 
-            return train_challenger(model, window_end=params["window_end"], lineage=run_lineage(context))
+            return train_challenger(
+                model,
+                window_end=params["window_end"],
+                warm_start=params["warm_start"],
+                lineage=run_lineage(context),
+            )
 
         trained = train_challenger()
         if spec.promotion is None:

@@ -136,9 +136,15 @@ class SearchParam(_Strict):
 
 
 class SearchSpec(_Strict):
-    """The hyperparameter search: Optuna's TPE sampler within a budget of trials and time."""
+    """The hyperparameter search: Optuna's TPE sampler within a budget of trials and time.
+
+    ``retrain_trials`` is the budget of a retrain (``<model>_retrain``): its search starts from the champion's
+    parameters, the best found so far on the nearest data, so a few trials around them find as good a model as a
+    full search from scratch (unset: ``trials``).
+    """
 
     trials: int = Field(default=20, ge=1)
+    retrain_trials: int | None = Field(default=None, ge=1)
     timeout_minutes: float = Field(default=10, gt=0)
     space: dict[str, SearchParam] = Field(default_factory=dict)
 

@@ -228,12 +228,15 @@ def train_challenger(
     *,
     window_end: date | str | None = None,
     lineage: Mapping[str, Any] | None = None,
+    warm_start: bool = False,
     config: Settings | None = None,
 ) -> dict[str, Any]:
     """Train, tune and log a challenger for ``model``, register it and give it the alias ``challenger``.
 
     ``lineage`` holds the Airflow run's identifiers (dag_id, run_id, data interval...), logged as ``airflow.*``
-    tags. Returns the registered version, the MLflow run, the holdout partitions with their checksums (the gate
+    tags. With ``warm_start`` (a retrain), the search tries the champion's parameters first, within
+    ``training.search.retrain_trials`` trials; without a champion trained on this search space it searches as
+    usual. Returns the registered version, the MLflow run, the holdout partitions with their checksums (the gate
     checks the data did not change since) and the holdout metrics.
     """
     import mlflow
@@ -253,6 +256,10 @@ def train_challenger(
 
     metric = search_metric(spec)
     mlflow.set_tracking_uri(config.mlflow_tracking_uri)
+    client = MlflowClient(config.mlflow_tracking_uri)
+    search = training.search
+    start = champion_params(spec, client) if warm_start and search.space else None
+    trials = (search.retrain_trials or search.trials) if start else (search.trials if search.space else 1)
     experiment = mlflow.set_experiment(spec.registered_model)
     tags = run_tags(spec, window, lineage)
     description = (
@@ -260,10 +267,16 @@ def train_challenger(
         f"partitions {window.label}, scored on the held-out {window.holdout[0]}..{window.holdout[-1]}."
     )
     with mlflow.start_run(run_name=f"train {window.label}", tags=tags, description=description) as run:
-        mlflow.log_params(_run_params(spec, window, metric))
+        mlflow.log_params(
+            {
+                **_run_params(spec, window, metric),
+                "search/trials": trials,
+                "search/start": _start_label(start),
+            }
+        )
         holdout_data = _log_datasets(spec, window, X, y, split)
 
-        study = _search(spec, X, y, split, metric)
+        study = _search(spec, X, y, split, metric, trials, start[1] if start else None)
         best = study.best_trial
         pipeline = build_pipeline(spec, best.params).fit(X[search_rows], y[search_rows])
         holdout_metrics = all_metrics(y[split["holdout"]], pipeline.predict_proba(X[split["holdout"]])[:, 1])
@@ -291,7 +304,6 @@ def train_challenger(
         )
         mlflow.log_dict(lineage_record(spec, window, lineage), "lineage.json")
         version = str(info.registered_model_version)
-        client = MlflowClient(config.mlflow_tracking_uri)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in holdout_metrics.items())
         client.update_model_version(
             spec.registered_model, version, description=f"{description} Holdout: {summary}."
@@ -315,8 +327,45 @@ def train_challenger(
         "metrics": holdout_metrics,
         "best_params": best.params,
         "trials": len(study.trials),
+        "search_start": _start_label(start),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def champion_params(spec: ModelSpec, client: Any) -> tuple[str, dict[str, Any]] | None:
+    """The champion's version and its values of the search space's parameters (its training run's ``model/*``
+    params), where a retrain's search starts. ``None`` without a champion, or when a value is missing or outside
+    the space (a champion not trained by airloop, or on another search space)."""
+    from airloop.registry import CHAMPION, aliases
+
+    version = aliases(client, spec.registered_model).get(CHAMPION)
+    if version is None:
+        return None
+    logged = client.get_run(client.get_model_version(spec.registered_model, version).run_id).data.params
+    values: dict[str, Any] = {}
+    for name, param in _training(spec).search.space.items():
+        raw = logged.get(f"model/{name}")
+        value = None if raw is None else _parse_param(raw, param)
+        if value is None:
+            return None
+        values[name] = value
+    return str(version), values
+
+
+def _parse_param(raw: str, param: SearchParam) -> Any:
+    """A logged (string) parameter value as the search space's type, or ``None`` when it is not in the space."""
+    if param.type == "categorical":
+        return next((c for c in param.choices or [] if str(c) == raw), None)
+    try:
+        value: float = int(float(raw)) if param.type == "int" else float(raw)
+    except ValueError:
+        return None
+    inside = param.low is not None and param.high is not None and param.low <= value <= param.high
+    return value if inside else None
+
+
+def _start_label(start: tuple[str, dict[str, Any]] | None) -> str:
+    return f"champion v{start[0]}" if start else "none"
 
 
 def run_tags(spec: ModelSpec, window: TrainingWindow, lineage: Mapping[str, Any] | None) -> dict[str, str]:
@@ -436,7 +485,6 @@ def _run_params(spec: ModelSpec, window: TrainingWindow, metric: str) -> dict[st
         "data/holdout_days": training.holdout_days,
         "search/sampler": "optuna TPE",
         "search/metric": metric,
-        "search/trials": training.search.trials,
         "search/timeout_minutes": training.search.timeout_minutes,
         "search/seed": training.seed,
     }
@@ -472,22 +520,32 @@ def _log_datasets(
 
 
 def _search(
-    spec: ModelSpec, X: pd.DataFrame, y: pd.Series, split: Mapping[str, Any], metric: str
+    spec: ModelSpec,
+    X: pd.DataFrame,
+    y: pd.Series,
+    split: Mapping[str, Any],
+    metric: str,
+    trials: int,
+    start: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
+    """``trials`` trials of Optuna's seeded TPE (one with the spec's params when the space is empty); with
+    ``start``, those parameters are the first trial and TPE takes over from the second."""
     import mlflow
     import optuna
 
     training = _training(spec)
     budget = training.search
-    trials = budget.trials if budget.space else 1  # nothing to search: one fit with the spec's params
     sampler = optuna.samplers.TPESampler(
         seed=training.seed,
-        # Optuna's default of 10 random start-up trials would leave a budget of 12 almost no guided trials.
-        n_startup_trials=min(10, max(2, trials // 3)),
+        # Optuna's default of 10 random start-up trials would leave a budget of 12 almost no guided trials; a
+        # warm start is its own start-up trial.
+        n_startup_trials=1 if start else min(10, max(2, trials // 3)),
     )
     study = optuna.create_study(
         direction="maximize" if HIGHER_IS_BETTER[metric] else "minimize", sampler=sampler
     )
+    if start:
+        study.enqueue_trial(dict(start))
     train, validation = split["train"], split["validation"]
 
     def objective(trial: optuna.Trial) -> float:

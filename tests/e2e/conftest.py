@@ -290,7 +290,8 @@ def _e2e_specs(target: Path) -> Path:
         # Small enough to train and monitor in seconds on 2 loaded cores (test_loop_e2e drives both).
         if raw.get("training"):
             raw["training"].update(window_days=28, holdout_days=5)
-            raw["training"]["search"].update(trials=3, timeout_minutes=2)
+            # A retrain refits the champion's parameters on its window (one trial, the warm start).
+            raw["training"]["search"].update(trials=3, retrain_trials=1, timeout_minutes=2)
         if raw.get("monitoring"):
             # A 3-day window: July against a February reference drifts in 9 of 17 features (measured).
             raw["monitoring"].update(window_days=3, cooldown_hours=72)

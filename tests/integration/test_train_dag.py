@@ -38,7 +38,7 @@ def _edit_spec(models_dir: Path, **promotion) -> None:
     raw = yaml.safe_load(path.read_text())
     raw["training"].update(window_days=len(DAYS), holdout_days=HOLDOUT_DAYS)
     raw["training"]["params"]["max_iter"] = 60
-    raw["training"]["search"].update(trials=2, timeout_minutes=2)
+    raw["training"]["search"].update(trials=2, retrain_trials=2, timeout_minutes=2)
     # Three weeks of January make a weaker model than two months: a floor it clears with room to spare.
     raw["promotion"].update(floor=0.55, **promotion)
     path.write_text(json.dumps(raw, default=str))
@@ -182,9 +182,10 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     assert client.get_model_version(MODEL, "1").run_id == run.info.run_id
     assert _champion_events(first) == [{"version": "1", "previous": None}]
 
-    # A challenger trained on shuffled labels is registered, never promoted, and the reason is recorded.
+    # A challenger trained on shuffled labels is registered, never promoted, and the reason is recorded. It is
+    # trained as a retrain: its search starts from the champion's parameters.
     _shuffle_training_labels(engine)
-    second = _train_dag().test()
+    second = _train_dag().test(run_conf={"warm_start": True})
     assert second.state == "success"
     states = _task_states(second)
     assert (states["evaluate_gate"], states["promote_champion"]) == ("success", "skipped")
@@ -193,6 +194,15 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     assert refused["payload"]["version"] == "2" and refused["payload"]["champion_version"] == "1"
     assert any("the challenger is not better" in r for r in refused["payload"]["reasons"])
     rejected_run = _training_run(client, second)
+    assert rejected_run.data.params["search/start"] == "champion v1"
+    [warm] = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{rejected_run.info.run_id}' and attributes.run_name = 'trial 0'",
+    )
+    space = set(_spec().training.search.space)
+    assert {k: v for k, v in warm.data.params.items() if k.removeprefix("model/") in space} == {
+        k: v for k, v in params.items() if k.removeprefix("model/") in space
+    }
     assert rejected_run.data.tags["airloop.gate"] == "refused"
     assert (
         rejected_run.data.metrics["gate/champion_roc_auc"]
