@@ -32,7 +32,9 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[str] | list[int] | None = None
-    mostly: float = Field(default=1.0, gt=0, le=1, description="share of non-null rows that must meet min/max/allowed")
+    mostly: float = Field(
+        default=1.0, gt=0, le=1, description="share of non-null rows that must meet min/max/allowed"
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -85,10 +87,15 @@ class LandingSourceSpec(_Strict):
     kind: Literal["landing"] = "landing"
     formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
     max_file_mb: float = Field(default=100, gt=0)
-    wait_timeout_minutes: float = Field(default=60, gt=0, description="how long a missing partition is waited for")
+    wait_timeout_minutes: float = Field(
+        default=60, gt=0, description="how long a missing partition is waited for"
+    )
     poke_interval_seconds: float = Field(default=30, gt=0)
     max_active_runs: int = Field(
-        default=4, ge=1, le=32, description="partitions ingested at once (catchup, backfills, a late delivery)"
+        default=4,
+        ge=1,
+        le=32,
+        description="partitions ingested at once (catchup, backfills, a late delivery)",
     )
 
 
@@ -138,13 +145,20 @@ class SearchParam(_Strict):
 class SearchSpec(_Strict):
     """The hyperparameter search: Optuna's TPE sampler within a budget of trials and time.
 
-    ``retrain_trials`` is the budget of a retrain (``<model>_retrain``): its search starts from the champion's
-    parameters, the best found so far on the nearest data, so a few trials around them find as good a model as a
-    full search from scratch (unset: ``trials``).
+    ``retrain_trials`` is the budget of a retrain (``<model>_retrain``; unset: ``trials``); its search starts from
+    the champion's parameters, the best found so far on the nearest data. ``parallel_trials`` trials are fitted
+    at once, in as many processes; Optuna samples them batch by batch, so the search depends on this number (not
+    on the machine): keep it when comparing runs.
     """
 
     trials: int = Field(default=20, ge=1)
     retrain_trials: int | None = Field(default=None, ge=1)
+    parallel_trials: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="trials fitted at once, each in its own process (results depend on it)",
+    )
     timeout_minutes: float = Field(default=10, gt=0)
     space: dict[str, SearchParam] = Field(default_factory=dict)
 
@@ -192,12 +206,18 @@ class MonitoringSpec(_Strict):
     window_days: int = Field(default=7, ge=1, description="days of scored data in the current window")
     reference_rows: int = Field(default=50_000, ge=100, description="sample size of the reference")
     current_rows: int = Field(default=50_000, ge=100, description="the current window is sampled above this")
-    num_method: str | None = Field(default=None, description="Evidently's drift method for numbers (None: its default)")
+    num_method: str | None = Field(
+        default=None, description="Evidently's drift method for numbers (None: its default)"
+    )
     cat_method: str | None = Field(default=None, description="Evidently's drift method for categories")
-    column_threshold: float | None = Field(default=None, gt=0, description="per-column drift threshold of the method")
+    column_threshold: float | None = Field(
+        default=None, gt=0, description="per-column drift threshold of the method"
+    )
     drift_share: float = Field(default=0.3, gt=0, le=1, description="share of drifted features that is drift")
     min_rows: int = Field(default=1000, ge=1, description="fewer current rows: no decision")
-    max_quality_drop: float = Field(default=0.05, ge=0, description="drop of the primary metric that is drift")
+    max_quality_drop: float = Field(
+        default=0.05, ge=0, description="drop of the primary metric that is drift"
+    )
     cooldown_hours: float = Field(default=72, ge=0, description="minimum time between two retrains")
     max_champion_age_days: int | None = Field(
         default=None,

@@ -22,7 +22,8 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
@@ -528,9 +529,14 @@ def _search(
     trials: int,
     start: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
-    """``trials`` trials of Optuna's seeded TPE (one with the spec's params when the space is empty); with
-    ``start``, those parameters are the first trial and TPE takes over from the second."""
-    import mlflow
+    """``trials`` trials of Optuna's seeded TPE (one with the spec's params when the space is empty), with
+    ``start`` as the first trial's parameters when given.
+
+    Trials run ``search.parallel_trials`` at a time, each in a process forked from this one (the frames are
+    shared, copy-on-write), through Optuna's ask-and-tell interface: a batch is asked, fitted in parallel and told
+    in trial order, so a seed always gives the same search on any machine. Each trial is an MLflow run nested in
+    the training run, logged from this process.
+    """
     import optuna
 
     training = _training(spec)
@@ -538,27 +544,83 @@ def _search(
     sampler = optuna.samplers.TPESampler(
         seed=training.seed,
         # Optuna's default of 10 random start-up trials would leave a budget of 12 almost no guided trials; a
-        # warm start is its own start-up trial.
-        n_startup_trials=1 if start else min(10, max(2, trials // 3)),
+        # warm start counts as one of them.
+        n_startup_trials=min(10, max(2, trials // 3)),
+        # A batch's later trials are sampled while the earlier ones run: counted as bad, they are not repeated.
+        constant_liar=budget.parallel_trials > 1,
     )
     study = optuna.create_study(
         direction="maximize" if HIGHER_IS_BETTER[metric] else "minimize", sampler=sampler
     )
     if start:
         study.enqueue_trial(dict(start))
-    train, validation = split["train"], split["validation"]
-
-    def objective(trial: optuna.Trial) -> float:
-        params = suggest(trial, budget.space)
-        with mlflow.start_run(run_name=f"trial {trial.number}", nested=True, tags={"airloop.role": "trial"}):
-            mlflow.log_params({f"model/{k}": v for k, v in params.items()})
-            pipeline = build_pipeline(spec, params).fit(X[train], y[train])
-            value = metric_value(metric, y[validation], pipeline.predict_proba(X[validation])[:, 1])
-            mlflow.log_metric(f"validation/{metric}", value)
-        return value
-
-    study.optimize(objective, n_trials=trials, timeout=budget.timeout_minutes * 60)
+    deadline = time.monotonic() + budget.timeout_minutes * 60
+    fit = _TrialFit(spec, X, y, split["train"], split["validation"], metric)
+    with fit.pool(budget.parallel_trials) as score:
+        while len(study.trials) < trials and time.monotonic() < deadline:
+            asked = [study.ask() for _ in range(min(budget.parallel_trials, trials - len(study.trials)))]
+            candidates = [suggest(trial, budget.space) for trial in asked]
+            for trial, params, value in zip(asked, candidates, score(candidates), strict=True):
+                _log_trial(trial.number, params, metric, value)
+                study.tell(trial, value)
     return study
+
+
+@dataclass(frozen=True)
+class _TrialFit:
+    """One trial's work: fit the pipeline on the train rows, score it on the validation rows."""
+
+    spec: ModelSpec
+    X: pd.DataFrame
+    y: pd.Series
+    train: Any
+    validation: Any
+    metric: str
+
+    def __call__(self, params: Mapping[str, Any]) -> float:
+        pipeline = build_pipeline(self.spec, params).fit(self.X[self.train], self.y[self.train])
+        proba = pipeline.predict_proba(self.X[self.validation])[:, 1]
+        return metric_value(self.metric, self.y[self.validation], proba)
+
+    @contextmanager
+    def pool(self, processes: int) -> Iterator[Callable[[list[dict[str, Any]]], list[float]]]:
+        """Scores a list of candidates, in this process or in ``processes`` forked ones."""
+        if processes <= 1:
+            yield lambda candidates: [self(c) for c in candidates]
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Forked, the workers inherit this fit (the frames) through the initializer's arguments, never pickled;
+        # only the candidates travel to them.
+        with ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(self,)
+        ) as executor:
+            yield lambda candidates: list(executor.map(_fit_adopted, candidates))
+
+
+#: The trial fit a forked worker process runs (set there by :func:`_adopt`).
+_ADOPTED: _TrialFit | None = None
+
+
+def _adopt(fit: _TrialFit) -> None:
+    from threadpoolctl import threadpool_limits
+
+    global _ADOPTED
+    _ADOPTED = fit
+    threadpool_limits(1)  # the processes are the parallelism
+
+
+def _fit_adopted(params: dict[str, Any]) -> float:
+    return _ADOPTED(params)  # type: ignore[misc]
+
+
+def _log_trial(number: int, params: Mapping[str, Any], metric: str, value: float) -> None:
+    import mlflow
+
+    with mlflow.start_run(run_name=f"trial {number}", nested=True, tags={"airloop.role": "trial"}):
+        mlflow.log_params({f"model/{k}": v for k, v in params.items()})
+        mlflow.log_metric(f"validation/{metric}", value)
 
 
 def _log_model(spec: ModelSpec, pipeline: Pipeline, X: pd.DataFrame) -> Any:

@@ -170,3 +170,61 @@ def test_search_space_suggestions():
     }
     trial = optuna.trial.FixedTrial({"learning_rate": 0.05, "max_leaf_nodes": 31, "loss": "log_loss"})
     assert suggest(trial, space) == {"learning_rate": 0.05, "max_leaf_nodes": 31, "loss": "log_loss"}
+
+
+def _small_search(spec, parallel: int):
+    search = spec.training.search.model_copy(update={"parallel_trials": parallel})
+    params = {**spec.training.params, "max_iter": 20}
+    return _with_training(spec, search=search, params=params)
+
+
+@pytest.fixture
+def search_data(spec, flights, tmp_path, monkeypatch):
+    """Three days to train on, one to validate; trials log to a local MLflow store, inside a training run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    rows, y, _ = labelled(flights, spec)
+    day = pd.to_datetime(rows["time_hour"], utc=True).dt.day.to_numpy()
+    split = {"train": day < day.max(), "validation": day == day.max()}
+    with mlflow.start_run():
+        yield feature_frame(rows, spec), y, split
+    mlflow.set_tracking_uri(None)
+
+
+def _trials(study) -> list[tuple[dict, float]]:
+    return [(t.params, round(t.value, 12)) for t in study.trials]
+
+
+def test_parallel_trials_give_the_same_search_every_time(spec, search_data):
+    from airloop.training import _search
+
+    X, y, split = search_data
+    parallel = _small_search(spec, 3)
+    first = _search(parallel, X, y, split, "roc_auc", trials=5)
+    again = _search(parallel, X, y, split, "roc_auc", trials=5)
+    assert len(first.trials) == 5 and _trials(first) == _trials(again)
+    # The trial fitted in a forked process scores what the same parameters score here.
+    sequential = _search(_small_search(spec, 1), X, y, split, "roc_auc", trials=5)
+    assert _trials(sequential)[0] == _trials(first)[0]  # the first random trial: same parameters, same value
+
+
+def test_a_warm_start_is_the_first_trial(spec, search_data):
+    from airloop.training import _search
+
+    X, y, split = search_data
+    start = {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 50, "l2_regularization": 0.01}
+    study = _search(_small_search(spec, 2), X, y, split, "roc_auc", trials=3, start=start)
+    assert study.trials[0].params == start and len(study.trials) == 3
+
+
+def test_logged_parameters_are_read_back_in_the_search_space():
+    from airloop.training import _parse_param
+
+    assert _parse_param("31", SearchParam(low=15, high=127, type="int")) == 31
+    assert _parse_param("31.0", SearchParam(low=15, high=127, type="int")) == 31
+    assert _parse_param("0.05", SearchParam(low=0.02, high=0.3, log=True)) == 0.05
+    assert _parse_param("0.5", SearchParam(low=0.02, high=0.3)) is None  # outside: another search space
+    assert _parse_param("abc", SearchParam(low=0.02, high=0.3)) is None
+    assert _parse_param("True", SearchParam(type="categorical", choices=[True, False])) is True
+    assert _parse_param("gini", SearchParam(type="categorical", choices=["log_loss"])) is None
