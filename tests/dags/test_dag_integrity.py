@@ -93,7 +93,7 @@ def test_ingest_dag_shape(dagbag):
     assert dag.catchup is True
     assert dag.is_paused_upon_creation is False
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert dag.max_active_runs == 7  # config/models/flights_delay.yaml: a week of days at once
+    assert dag.max_active_runs == 14  # config/models/flights_delay.yaml: two weeks of days at once
     sensor = dag.get_task("wait_for_partition")
     assert sensor.retries >= 1
     assert set(dag.get_task("validate_batch").downstream_task_ids) == {"load_batch", "quarantine_batch"}
