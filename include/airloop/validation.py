@@ -453,7 +453,14 @@ def _render_queued(gx_: SimpleNamespace, spec: ModelSpec, queue: Path, site_dir:
     if not stored or stored.get("meta", {}).get("contract_digest") != suite.meta["contract_digest"]:
         context.suites.add_or_update(suite)
         resources.append(suite_key)
-    context.build_data_docs(site_names=[_DATA_DOCS_SITE], resource_identifiers=resources)
+    try:
+        context.build_data_docs(site_names=[_DATA_DOCS_SITE], resource_identifiers=resources)
+    except Exception:
+        # Set aside, so that whatever broke this build cannot break every later one; the task fails (and retries).
+        for path in queued:
+            if path.exists():
+                path.rename(path.with_name(f"{path.name}.failed"))
+        raise
     for path in queued:
         path.unlink(missing_ok=True)
 
