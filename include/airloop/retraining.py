@@ -93,6 +93,8 @@ def retrain_choice(
     last_retrain_day: date | None,
     cooldown_hours: float,
     *,
+    refused_in_a_row: int = 0,
+    refusal_backoff: float = 1.0,
     max_champion_age_days: int | None = None,
     champion_data_end: date | None = None,
     latest_partition: date | None = None,
@@ -108,8 +110,12 @@ def retrain_choice(
       ``cooldown_hours`` after ``last_retrain_day``, so a champion kept by the gate is not retrained at every
       check. Not judged without a champion. The retrain trains up to the latest validated partition and handles
       every pending drift event with it, even one still within the cooldown: one retrain, never two.
+    - Backoff: after ``refused_in_a_row`` retrains the gate refused (the newest ones), the cooldown is
+      ``refusal_backoff`` to that power times longer, at most :data:`MAX_BACKOFF` times: drift the last retrains
+      could not answer is not answered again at every cooldown.
     """
-    drift = _drift_choice(pending, last_retrain_day, cooldown_hours)
+    cooldown = Cooldown.after(cooldown_hours, refusal_backoff, refused_in_a_row)
+    drift = _drift_choice(pending, last_retrain_day, cooldown)
     if max_champion_age_days is None:
         return drift
     cap = max_champion_age_days
@@ -134,11 +140,10 @@ def retrain_choice(
             drift.window_end,
             **judged,
         )
-    if _within_cooldown(latest_partition, last_retrain_day, cooldown_hours):
+    if cooldown.holds(latest_partition, last_retrain_day):
         return RetrainChoice(
             drift.event,
-            f"{drift.reason}; {aged}, within the {cooldown_hours:g} h cooldown after the retrain on data up to "
-            f"{last_retrain_day}",
+            f"{drift.reason}; {aged}, within the {cooldown} after the retrain on data up to {last_retrain_day}",
             drift.window_end,
             **judged,
         )
@@ -156,25 +161,51 @@ def retrain_choice(
 
 
 def _drift_choice(
-    pending: Sequence[Mapping[str, Any]], last_retrain_day: date | None, cooldown_hours: float
+    pending: Sequence[Mapping[str, Any]], last_retrain_day: date | None, cooldown: Cooldown
 ) -> RetrainChoice:
     if not pending:
         return RetrainChoice(None, "no pending drift event")
     newest = pending[-1]
     day = date.fromisoformat(newest["partition"])
-    if _within_cooldown(day, last_retrain_day, cooldown_hours):
+    if cooldown.holds(day, last_retrain_day):
         return RetrainChoice(
             None,
-            f"{len(pending)} pending drift event(s), the newest ending {day}, within the {cooldown_hours:g} h "
-            f"cooldown after the retrain on data up to {last_retrain_day}",
+            f"{len(pending)} pending drift event(s), the newest ending {day}, within the {cooldown} after the "
+            f"retrain on data up to {last_retrain_day}",
         )
     superseded = len(pending) - 1
     extra = f" ({superseded} older pending event(s) handled with it)" if superseded else ""
     return RetrainChoice(newest, f"drift event {newest['id']} on the window ending {day}{extra}", day)
 
 
-def _within_cooldown(day: date, last_retrain_day: date | None, cooldown_hours: float) -> bool:
-    return last_retrain_day is not None and (day - last_retrain_day).days * 24 < cooldown_hours
+#: The longest a cooldown grows by the refusal backoff: a multiple of the spec's cooldown.
+MAX_BACKOFF = 8.0
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """The time, in data time, that must pass after a retrain before the next one; longer after refusals."""
+
+    hours: float
+    base_hours: float
+    refused_in_a_row: int = 0
+
+    @classmethod
+    def after(cls, base_hours: float, backoff: float, refused_in_a_row: int) -> Cooldown:
+        factor = min(MAX_BACKOFF, backoff**refused_in_a_row) if refused_in_a_row else 1.0
+        return cls(base_hours * factor, base_hours, refused_in_a_row if factor > 1 else 0)
+
+    def holds(self, day: date, last_retrain_day: date | None) -> bool:
+        """Whether ``day`` (the last day of data a retrain would train on) is still within the cooldown."""
+        return last_retrain_day is not None and (day - last_retrain_day).days * 24 < self.hours
+
+    def __str__(self) -> str:
+        if not self.refused_in_a_row:
+            return f"{self.hours:g} h cooldown"
+        return (
+            f"{self.hours:g} h cooldown ({self.base_hours:g} h, longer after {self.refused_in_a_row} refused "
+            "retrain(s) in a row)"
+        )
 
 
 @dataclass(frozen=True)
@@ -242,6 +273,7 @@ def retrain_check(
     spec = model_spec(model, config)
     monitoring = spec.monitoring
     cooldown = monitoring.cooldown_hours if monitoring else 0.0
+    backoff = monitoring.refusal_backoff if monitoring else 1.0
     cap = monitoring.max_champion_age_days if monitoring and champion is not None else None
     pending = open_drift_events(model, config=config)
     age_facts: dict[str, Any] = {}
@@ -253,19 +285,27 @@ def retrain_check(
             else None
         )
         age_facts = {"max_champion_age_days": cap, "champion_data_end": data_end, "latest_partition": latest}
-    return retrain_choice(pending, last_retrain_day(model, config), cooldown, **age_facts)
+    last_day, refused = retrain_history(model, config)
+    return retrain_choice(
+        pending, last_day, cooldown, refused_in_a_row=refused, refusal_backoff=backoff, **age_facts
+    )
 
 
-def last_retrain_day(model: str, config: Settings) -> date | None:
-    """The last day of the newest training window a retrain ran on (promoted or not, on drift or on age)."""
+def retrain_history(model: str, config: Settings) -> tuple[date | None, int]:
+    """The last day of the newest training window a retrain ran on (promoted or not, on drift or on age), and how
+    many of the newest retrains in a row the gate refused."""
     engine = warehouse.engine_for(config.warehouse_url)
-    days = [
-        e["payload"].get("window_last")
-        for e in warehouse.events_for(engine, model, [DRIFT_HANDLED, AGE_RETRAIN])
-        if e["payload"].get("outcome") in (PROMOTED, KEPT)
-    ]
-    days = [d for d in days if d]
-    return date.fromisoformat(max(days)) if days else None
+    outcomes: dict[str, str] = {}  # window end -> outcome; one retrain can handle several drift events
+    for event in warehouse.events_for(engine, model, [DRIFT_HANDLED, AGE_RETRAIN]):
+        payload = event["payload"]
+        if payload.get("outcome") in (PROMOTED, KEPT) and payload.get("window_last"):
+            outcomes[payload["window_last"]] = payload["outcome"]
+    refused = 0
+    for day in sorted(outcomes, reverse=True):
+        if outcomes[day] != KEPT:
+            break
+        refused += 1
+    return (date.fromisoformat(max(outcomes)) if outcomes else None), refused
 
 
 def retrain_outcome(

@@ -219,6 +219,13 @@ class MonitoringSpec(_Strict):
         default=0.05, ge=0, description="drop of the primary metric that is drift"
     )
     cooldown_hours: float = Field(default=72, ge=0, description="minimum time between two retrains")
+    refusal_backoff: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=8.0,
+        description="after a retrain the gate refused, the cooldown is this many times longer, compounding over "
+        "refusals in a row (at most 8 times the cooldown), until a retrain is promoted",
+    )
     max_champion_age_days: int | None = Field(
         default=None,
         ge=1,

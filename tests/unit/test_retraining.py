@@ -16,7 +16,7 @@ from airloop.retraining import (
     PROMOTED,
     ChampionFacts,
     champion_moved,
-    last_retrain_day,
+    retrain_history,
     retrain_check,
     retrain_choice,
     retrain_outcome,
@@ -57,6 +57,28 @@ def test_two_pending_events_give_one_retrain_on_the_newest():
 
 def test_first_retrain_has_no_cooldown():
     assert retrain_choice([_event(1, "2013-03-07")], None, 10_000).event["id"] == 1
+
+
+@pytest.mark.parametrize(
+    ("refused", "backoff", "days_after", "due"),
+    [
+        (0, 2.0, 14, True),  # no refusal: the spec's cooldown (336 h = 14 days)
+        (1, 2.0, 14, False),  # one refusal: 28 days
+        (1, 2.0, 28, True),
+        (2, 2.0, 42, False),  # two in a row: 56 days
+        (2, 2.0, 56, True),
+        (5, 2.0, 111, False),  # at most 8 times: 112 days
+        (5, 2.0, 112, True),
+        (3, 1.0, 14, True),  # no backoff: refusals change nothing
+    ],
+)
+def test_refused_retrains_in_a_row_lengthen_the_cooldown(refused, backoff, days_after, due):
+    last = D("2013-05-01")
+    day = date.fromordinal(last.toordinal() + days_after).isoformat()
+    choice = retrain_choice([_event(9, day)], last, 336, refused_in_a_row=refused, refusal_backoff=backoff)
+    assert choice.due is due, choice.reason
+    if not due:
+        assert f"longer after {refused} refused retrain(s) in a row" in choice.reason, choice.reason
 
 
 # The champion's age, with a 30-day cap and the 72 h cooldown. Columns: pending drift events, last retrain's
@@ -178,9 +200,10 @@ def test_an_age_retrain_trains_up_to_the_latest_partition():
 
 @pytest.fixture
 def config(airloop_home, tmp_path):
-    """Settings whose models folder holds the flights spec with a 30-day cap on the champion's age."""
+    """Settings whose models folder holds the flights spec with a 30-day cap on the champion's age, a 72 h
+    cooldown, doubled after each refused retrain."""
     raw = yaml.safe_load((ROOT / "config" / "models" / f"{MODEL}.yaml").read_text())
-    raw["monitoring"].update(max_champion_age_days=30, cooldown_hours=72)
+    raw["monitoring"].update(max_champion_age_days=30, cooldown_hours=72, refusal_backoff=2.0)
     models = tmp_path / "models"
     models.mkdir()
     (models / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
@@ -242,12 +265,12 @@ def test_age_retrain_outcome_is_recorded_and_starts_the_cooldown(config, engine)
     [event] = warehouse.events_for(engine, MODEL, [AGE_RETRAIN])
     assert event["partition"] == "2013-05-20" and event["payload"]["window_last"] == "2013-05-20"
     assert event["payload"]["champion_age_days"] == 49
-    assert last_retrain_day(MODEL, config) == D("2013-05-20")
-    # The champion was kept, so it is still old: the next retrain waits for the cooldown.
-    _validated(engine, "2013-05-21", "2013-05-22")
+    assert retrain_history(MODEL, config) == (D("2013-05-20"), 1)
+    # The champion was kept, so it is still old: the next retrain waits for the cooldown, doubled by the refusal.
+    _validated(engine, "2013-05-21", "2013-05-22", "2013-05-25")
     later = retrain_check(MODEL, ChampionFacts("1", "2013-04-01", 0), config=config)
-    assert not later.due and "within the 72 h cooldown" in later.reason
-    _validated(engine, "2013-05-23")
+    assert not later.due and "within the 144 h cooldown (72 h, longer after 1 refused" in later.reason
+    _validated(engine, "2013-05-26")
     assert retrain_check(MODEL, ChampionFacts("1", "2013-04-01", 0), config=config).age_due
 
 
@@ -261,7 +284,7 @@ def test_drift_and_age_at_once_give_one_retrain_that_handles_the_drift(config, e
     assert outcome["outcome"] == PROMOTED and outcome["handled_events"] == [first, second]
     assert open_drift_events(MODEL, config=config) == []
     assert len(warehouse.events_for(engine, MODEL, [AGE_RETRAIN])) == 1
-    assert last_retrain_day(MODEL, config) == D("2013-05-21")
+    assert retrain_history(MODEL, config)[0] == D("2013-05-21")
 
 
 def test_failed_age_retrain_records_nothing(config, engine):
@@ -272,7 +295,7 @@ def test_failed_age_retrain_records_nothing(config, engine):
     assert outcome["outcome"] == FAILED and "ended failed" in outcome["reasons"][-1]
     assert warehouse.events_for(engine, MODEL, [AGE_RETRAIN]) == []
     assert [e["id"] for e in open_drift_events(MODEL, config=config)] == [pending]
-    assert last_retrain_day(MODEL, config) is None
+    assert retrain_history(MODEL, config) == (None, 0)
 
 
 def test_champion_moved_sees_promotions_and_rollbacks_after_the_facts(config, engine):
@@ -304,3 +327,21 @@ def test_champion_facts_read_the_champions_training_window_from_the_registry(con
     warehouse.record_event(engine, MODEL, "promotion", {"version": version.version})
     [promotion] = warehouse.events_for(engine, MODEL, ["promotion"])
     assert champion_facts(MODEL, config=config) == ChampionFacts("1", "2013-04-01", promotion["id"])
+
+
+def test_history_counts_the_newest_refusals_in_a_row(config, engine):
+    def retrain(day: str, outcome: str, events: int = 1) -> None:
+        for _ in range(events):  # a retrain marks every drift event it handled
+            warehouse.record_event(
+                engine, MODEL, "drift_handled", {"outcome": outcome, "window_last": day, "train_run_id": day}
+            )
+
+    assert retrain_history(MODEL, config) == (None, 0)
+    retrain("2013-05-01", PROMOTED)
+    retrain("2013-05-15", KEPT, events=2)
+    retrain("2013-05-29", KEPT)
+    assert retrain_history(MODEL, config) == (D("2013-05-29"), 2)
+    retrain("2013-06-26", PROMOTED)
+    assert retrain_history(MODEL, config) == (D("2013-06-26"), 0)
+    retrain("2013-07-03", FAILED)  # a failed training is no retrain: it neither starts nor lengthens a cooldown
+    assert retrain_history(MODEL, config) == (D("2013-06-26"), 0)
