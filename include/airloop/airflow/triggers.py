@@ -20,7 +20,9 @@ class PartitionLandedTrigger(BaseTrigger):
     With ``end_from_trigger`` (how :class:`~airloop.airflow.sensors.LandedPartitionSensor` starts it, straight
     from the scheduler) a landed partition ends the task here, in the triggerer (``TaskSuccessEvent``): no worker
     runs for it at all. Otherwise, and always on a timeout, the task resumes on a worker with the event.
-    The landing folder is resolved here from the settings, so the trigger's arguments hold no path.
+    The landing folder is resolved here from the settings, so the trigger's arguments hold no path. The wait is
+    counted from the trigger's start (its arguments are fixed when the DAG is parsed): a triggerer restart starts
+    it again, within the sensor's own timeout, which Airflow enforces as a backstop.
     """
 
     def __init__(
