@@ -556,9 +556,11 @@ def _search(
         study.enqueue_trial(dict(start))
     deadline = time.monotonic() + budget.timeout_minutes * 60
     fit = _TrialFit(spec, X, y, split["train"], split["validation"], metric)
+    asked_so_far = 0  # not len(study.trials): an enqueued warm start is in it before it is asked
     with fit.pool(budget.parallel_trials) as score:
-        while len(study.trials) < trials and time.monotonic() < deadline:
-            asked = [study.ask() for _ in range(min(budget.parallel_trials, trials - len(study.trials)))]
+        while asked_so_far < trials and time.monotonic() < deadline:
+            asked = [study.ask() for _ in range(min(budget.parallel_trials, trials - asked_so_far))]
+            asked_so_far += len(asked)
             candidates = [suggest(trial, budget.space) for trial in asked]
             for trial, params, value in zip(asked, candidates, score(candidates), strict=True):
                 _log_trial(trial.number, params, metric, value)

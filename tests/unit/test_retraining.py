@@ -16,9 +16,9 @@ from airloop.retraining import (
     PROMOTED,
     ChampionFacts,
     champion_moved,
-    retrain_history,
     retrain_check,
     retrain_choice,
+    retrain_history,
     retrain_outcome,
 )
 

@@ -216,6 +216,9 @@ def test_a_warm_start_is_the_first_trial(spec, search_data):
     start = {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 50, "l2_regularization": 0.01}
     study = _search(_small_search(spec, 2), X, y, split, "roc_auc", trials=3, start=start)
     assert study.trials[0].params == start and len(study.trials) == 3
+    # A budget of one: the warm start alone (a retrain that refits the champion's parameters).
+    alone = _search(_small_search(spec, 2), X, y, split, "roc_auc", trials=1, start=start)
+    assert [t.params for t in alone.trials] == [start] and alone.best_trial.state.name == "COMPLETE"
 
 
 def test_logged_parameters_are_read_back_in_the_search_space():
