@@ -149,13 +149,13 @@ def champion_reference(client: MlflowClient, spec: ModelSpec) -> Champion | None
     """The current champion and its training lineage; None when there is no champion yet."""
     import mlflow
 
-    from airloop.registry import CHAMPION, aliases
+    from airloop.registry import champion_run
 
-    version = aliases(client, spec.registered_model).get(CHAMPION)
-    if version is None:
+    found = champion_run(client, spec.registered_model)
+    if found is None:
         return None
-    run_id = client.get_model_version(spec.registered_model, version).run_id
-    run = client.get_run(run_id)
+    version, run = found
+    run_id = run.info.run_id
     try:
         lineage = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/lineage.json")
     except Exception as exc:  # any download error means the same: the run holds no usable lineage

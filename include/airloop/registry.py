@@ -258,6 +258,15 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
         raise
 
 
+def champion_run(client: MlflowClient, name: str) -> tuple[str, Any] | None:
+    """The champion's version and the MLflow run that trained it (its params, tags, artifacts); ``None`` without a
+    champion."""
+    version = aliases(client, name).get(CHAMPION)
+    if version is None:
+        return None
+    return str(version), client.get_run(client.get_model_version(name, version).run_id)
+
+
 def predict_proba(pipeline: Any, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     """Probabilities of the positive class, on the features the pipeline was trained with."""
     from airloop.training import feature_frame

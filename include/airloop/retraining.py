@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from airloop import warehouse
 from airloop.monitoring import DRIFT_HANDLED, mark_drift_handled, open_drift_events
-from airloop.registry import CHAMPION, PROMOTION, PROMOTION_REFUSED, ROLLBACK, aliases
+from airloop.registry import PROMOTION, PROMOTION_REFUSED, ROLLBACK, champion_run
 from airloop.settings import Settings, settings
 
 #: Outcomes of a retrain, as written to the drift events it handled.
@@ -244,10 +244,10 @@ def champion_facts(model: str, *, config: Settings | None = None) -> ChampionFac
     # The move mark first: a move between the two reads then shows as a move, never goes unseen.
     moves = _last_champion_move(warehouse.engine_for(config.warehouse_url), model)
     client = MlflowClient(config.mlflow_tracking_uri)
-    version = aliases(client, spec.registered_model).get(CHAMPION)
-    if version is None:
+    found = champion_run(client, spec.registered_model)
+    if found is None:
         return ChampionFacts(None, None, moves)
-    run = client.get_run(client.get_model_version(spec.registered_model, version).run_id)
+    version, run = found
     span = run.data.tags.get("data.partitions", "")
     # A version without the tag was not trained by airloop: its data is unknown, so its age is not judged.
     return ChampionFacts(str(version), span.split("..")[-1] or None, moves)

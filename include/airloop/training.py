@@ -337,12 +337,13 @@ def champion_params(spec: ModelSpec, client: Any) -> tuple[str, dict[str, Any]] 
     """The champion's version and its values of the search space's parameters (its training run's ``model/*``
     params), where a retrain's search starts. ``None`` without a champion, or when a value is missing or outside
     the space (a champion not trained by airloop, or on another search space)."""
-    from airloop.registry import CHAMPION, aliases
+    from airloop.registry import champion_run
 
-    version = aliases(client, spec.registered_model).get(CHAMPION)
-    if version is None:
+    found = champion_run(client, spec.registered_model)
+    if found is None:
         return None
-    logged = client.get_run(client.get_model_version(spec.registered_model, version).run_id).data.params
+    version, run = found
+    logged = run.data.params
     values: dict[str, Any] = {}
     for name, param in _training(spec).search.space.items():
         raw = logged.get(f"model/{name}")
@@ -350,7 +351,7 @@ def champion_params(spec: ModelSpec, client: Any) -> tuple[str, dict[str, Any]] 
         if value is None:
             return None
         values[name] = value
-    return str(version), values
+    return version, values
 
 
 def _parse_param(raw: str, param: SearchParam) -> Any:

@@ -442,8 +442,8 @@ def _render_queued(gx_: SimpleNamespace, spec: ModelSpec, queue: Path, site_dir:
             key = gx_.ValidationResultIdentifier.from_tuple(tuple(item["key"]))
             store.set(key, store.deserialize(item["result"]))
         except Exception:  # noqa: BLE001 - one unreadable item must not stop every later publish
-            log.exception("Data Docs: %s cannot be rendered; kept as %s.failed", path, path.name)
-            path.rename(path.with_name(f"{path.name}.failed"))
+            log.exception("Data Docs: %s cannot be rendered", path)
+            _set_aside(path)
             continue
         resources.append(key)
     suite = build_suite(spec)
@@ -458,11 +458,16 @@ def _render_queued(gx_: SimpleNamespace, spec: ModelSpec, queue: Path, site_dir:
     except Exception:
         # Set aside, so that whatever broke this build cannot break every later one; the task fails (and retries).
         for path in queued:
-            if path.exists():
-                path.rename(path.with_name(f"{path.name}.failed"))
+            _set_aside(path)
         raise
     for path in queued:
         path.unlink(missing_ok=True)
+
+
+def _set_aside(path: Path) -> None:
+    """Keep a queued result that could not be rendered as ``<name>.failed``: out of the queue, not lost."""
+    if path.exists():
+        path.rename(path.with_name(f"{path.name}.failed"))
 
 
 @cache

@@ -58,7 +58,7 @@ class LandedPartitionSensor(BaseSensorOperator):
         self.defer(
             trigger=PartitionLandedTrigger(**self._trigger_kwargs()),
             method_name="execute_complete",
-            timeout=self.wait_timeout + timedelta(minutes=5),
+            timeout=self.start_trigger_args.timeout,
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
