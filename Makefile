@@ -37,7 +37,10 @@ up: install ## run the local stack (Airflow + MLflow) until Ctrl-C
 browser: ## Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed: browser tests will skip (fail under CI)"
 
-test: install browser ## every test tier: unit and DAG, integration, end-to-end (with the browser tests)
+test: install browser ## every test tier: lint and layering with unit and DAG tests, integration, end-to-end (and browser)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PYTEST) -m "unit or dags" tests/unit tests/dags
 	$(PYTEST) tests/integration
 	$(PYTEST) tests/e2e
@@ -51,9 +54,10 @@ test-integration: install ## integration tests (PostgreSQL, MLflow, dag.test())
 test-e2e: install browser ## end-to-end tests on the real scheduler, and the UIs in Chromium
 	$(PYTEST) tests/e2e
 
-lint: install ## ruff (with Airflow's AIR rules)
+lint: install ## ruff (with Airflow's AIR rules) and the layering contracts (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -20,7 +20,7 @@ from airflow.sdk import DAG, Asset, TriggerRule, XComArg, task
 
 from airloop.airflow import dagkit
 from airloop.airflow.sensors import LandedPartitionSensor
-from airloop.spec import ModelSpec
+from airloop.core.spec import ModelSpec
 
 
 def ingest_dag(spec: ModelSpec) -> DAG:
@@ -50,48 +50,44 @@ def ingest_dag(spec: ModelSpec) -> DAG:
         # One task, not a validate task and a branch task: a task process less per day.
         @task.branch
         def validate_batch(data_interval_start=None, ti=None) -> str:
-            from airloop.ingest import validate_partition
+            from airloop.airflow import tasks
 
-            verdict = validate_partition(model, dagkit.partition_key(data_interval_start))
-            ti.xcom_push(key="verdict", value=verdict)
-            return "load_batch" if verdict["passed"] else "quarantine_batch"
+            return tasks.validate_batch(model, data_interval_start, ti)
 
         @task(outlets=[batches])
         def load_batch(verdict: dict, run_id=None, outlet_events=None) -> dict:
-            from airloop.ingest import load_partition
+            from airloop.airflow import tasks
 
-            loaded = load_partition(model, verdict, run_id=run_id)
-            outlet_events[batches].extra = {"partition": loaded["partition"], "rows": loaded["rows"]}
-            return loaded
+            return tasks.load_batch(model, verdict, run_id, batches, outlet_events)
 
         @task
         def quarantine_batch(verdict: dict, run_id=None) -> dict:
-            from airloop.ingest import quarantine_partition
+            from airloop.airflow import tasks
 
-            return quarantine_partition(model, verdict, run_id=run_id)
+            return tasks.quarantine_batch(model, verdict, run_id)
 
         @task(retries=3, retry_delay=timedelta(seconds=10))
         def alert_quarantine(quarantined: dict, **context) -> list:
-            from airloop.airflow.alerting import alert_quarantine
+            from airloop.airflow import tasks
 
-            return alert_quarantine(model, quarantined, context)
+            return tasks.send_quarantine_alert(model, quarantined, context)
 
         # Runs once the batch is quarantined and the alerts are sent or have given up: the run shows red with
         # the reason either way. A passed batch skips it.
         @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, retries=0)
         def fail_quarantined(quarantined: dict) -> None:
-            from airflow.sdk.exceptions import AirflowFailException
+            from airloop.airflow import tasks
 
-            raise AirflowFailException(f"batch {quarantined['partition']} quarantined: {quarantined['reason']}")
+            tasks.fail_quarantined(quarantined)
 
         validate = validate_batch()
         wait >> validate
-        verdict = XComArg(validate.operator, key="verdict")
+        verdict = XComArg(validate.operator, key=dagkit.VERDICT)
         quarantined = quarantine_batch(verdict)
         validate >> [load_batch(verdict), quarantined]
         alert_quarantine(quarantined) >> fail_quarantined(quarantined)
     return dag
 
 
-for _spec in dagkit.model_specs():
+for _spec in dagkit.model_specs(globals()):
     globals()[f"{_spec.name}_ingest"] = ingest_dag(_spec)

@@ -26,7 +26,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Asset, XComArg, task
 
 from airloop.airflow import dagkit
-from airloop.spec import ModelSpec
+from airloop.core.spec import ModelSpec
 
 
 def monitor_dag(spec: ModelSpec) -> DAG:
@@ -41,38 +41,32 @@ def monitor_dag(spec: ModelSpec) -> DAG:
         # Evidently holds both frames in memory: windows are monitored one after the other.
         max_active_runs=1,
     ) as dag:
-
         # Monitors, then decides: the summary goes on as the XCom "result", and the run goes on only on drift.
         # One task, not a monitor task and a short-circuit task: a task process and a scheduling step less a week.
         @task.short_circuit(retries=1)
         def monitor_window(data_interval_end=None, **context) -> bool:
-            from airloop.airflow.promotion import run_lineage
-            from airloop.monitoring import monitor_window
+            from airloop.airflow import tasks
 
-            result = monitor_window(model, data_interval_end, lineage=run_lineage(context))
-            context["ti"].xcom_push(key="result", value=dagkit.skip_unless_done(result, "monitored"))
-            return result["drifted"]
+            return tasks.monitor(model, data_interval_end, context)
 
         @task(outlets=[drift])
         def record_drift(result: dict, run_id=None, outlet_events=None) -> dict:
-            from airloop.monitoring import record_drift
+            from airloop.airflow import tasks
 
-            event = record_drift(model, result, airflow_run_id=run_id)
-            outlet_events[drift].extra = event
-            return event
+            return tasks.drift_event(model, result, run_id, drift, outlet_events)
 
         @task(retries=3, retry_delay=timedelta(seconds=10))
         def alert_drift(result: dict, **context) -> list:
-            from airloop.airflow.alerting import alert_drift
+            from airloop.airflow import tasks
 
-            return alert_drift(model, result, context)
+            return tasks.send_drift_alert(model, result, context)
 
         monitored = monitor_window()
-        result = XComArg(monitored.operator, key="result")
+        result = XComArg(monitored.operator, key=dagkit.RESULT)
         monitored >> record_drift(result) >> alert_drift(result)
     return dag
 
 
-for _spec in dagkit.model_specs():
+for _spec in dagkit.model_specs(globals()):
     if _spec.monitoring is not None:
         globals()[f"{_spec.name}_monitor"] = monitor_dag(_spec)

@@ -30,7 +30,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, T
 
 from airloop.airflow import dagkit
 from airloop.airflow.sensors import DriftEventSensor
-from airloop.spec import ModelSpec
+from airloop.core.spec import ModelSpec
 
 
 def retrain_dag(spec: ModelSpec) -> DAG:
@@ -69,16 +69,15 @@ def retrain_dag(spec: ModelSpec) -> DAG:
         # Runs when a retrain was due (the sensor succeeded), whether the training succeeded or failed.
         @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, retries=2)
         def record_outcome(due: dict, run_id=None, ti=None) -> dict:
-            from airloop.retraining import retrain_outcome
+            from airloop.airflow import tasks
 
-            train_run = f"retrain__{run_id}"
-            return retrain_outcome(model, due, train_run, ti.get_dagrun_state(f"{model}_train", train_run))
+            return tasks.retrain_result(model, due, run_id, ti)
 
         @task(retries=3, retry_delay=timedelta(seconds=10))
         def alert_outcome(outcome: dict, **context) -> list:
-            from airloop.airflow.alerting import alert_retrain
+            from airloop.airflow import tasks
 
-            return alert_retrain(model, outcome, context)
+            return tasks.send_retrain_alert(model, outcome, context)
 
         outcome = record_outcome(drift.output)
         retrain >> outcome
@@ -99,6 +98,6 @@ def _schedule(spec: ModelSpec) -> list[Asset] | AssetOrTimeSchedule:
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=drift)
 
 
-for _spec in dagkit.model_specs():
+for _spec in dagkit.model_specs(globals()):
     if _spec.training is not None and _spec.monitoring is not None:
         globals()[f"{_spec.name}_retrain"] = retrain_dag(_spec)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Asset, Param, task
 
 from airloop.airflow import dagkit
-from airloop.spec import ModelSpec
+from airloop.core.spec import ModelSpec
 
 
 def score_dag(spec: ModelSpec) -> DAG:
@@ -46,26 +46,21 @@ def score_dag(spec: ModelSpec) -> DAG:
 
         @task
         def partitions_to_score(params=None, triggering_asset_events=None) -> list[str]:
-            from airloop.scoring import partitions_to_score, unscored_partitions
+            from airloop.airflow import tasks
 
-            events = dagkit.asset_event_extras(triggering_asset_events)
-            return partitions_to_score(events, params["partitions"], unscored_partitions(model))
+            return tasks.choose_partitions(model, params, triggering_asset_events)
 
         @task
         def score_champion(partitions: list[str], run_id=None) -> dict:
-            from airloop.scoring import CHAMPION, score_partitions
+            from airloop.airflow import tasks
 
-            return dagkit.skip_unless_done(
-                score_partitions(model, partitions, alias=CHAMPION, run_id=run_id), "scored"
-            )
+            return tasks.score(model, partitions, "champion", run_id)
 
         @task
         def score_challenger(partitions: list[str], run_id=None) -> dict:
-            from airloop.scoring import CHALLENGER, score_partitions
+            from airloop.airflow import tasks
 
-            return dagkit.skip_unless_done(
-                score_partitions(model, partitions, alias=CHALLENGER, run_id=run_id), "scored"
-            )
+            return tasks.score(model, partitions, "challenger", run_id)
 
         partitions = partitions_to_score()
         score_champion(partitions)
@@ -73,6 +68,6 @@ def score_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-for _spec in dagkit.model_specs():
+for _spec in dagkit.model_specs(globals()):
     if _spec.training is not None:
         globals()[f"{_spec.name}_score"] = score_dag(_spec)

@@ -26,8 +26,8 @@ from __future__ import annotations
 from airflow.sdk import DAG, Asset, Param, XComArg, task
 
 from airloop.airflow import dagkit
-from airloop.airflow.promotion import GATE, PromotionApprovalOperator
-from airloop.spec import ModelSpec
+from airloop.airflow.promotion import PromotionApprovalOperator
+from airloop.core.spec import ModelSpec
 
 
 def train_dag(spec: ModelSpec) -> DAG:
@@ -56,15 +56,9 @@ def train_dag(spec: ModelSpec) -> DAG:
         # One retry: a second full training is only worth it for a transient failure (tracking server down).
         @task(retries=1)
         def train_challenger(params=None, **context) -> dict:
-            from airloop.airflow.promotion import run_lineage
-            from airloop.training import train_challenger
+            from airloop.airflow import tasks
 
-            return train_challenger(
-                model,
-                window_end=params["window_end"],
-                warm_start=params["warm_start"],
-                lineage=run_lineage(context),
-            )
+            return tasks.train(model, params, context)
 
         trained = train_challenger()
         if spec.promotion is None:
@@ -74,11 +68,9 @@ def train_dag(spec: ModelSpec) -> DAG:
         # not a gate task and a short-circuit task: a task process and a scheduling step less a training.
         @task.short_circuit
         def evaluate_gate(trained: dict, run_id=None, ti=None) -> bool:
-            from airloop.registry import evaluate_gate
+            from airloop.airflow import tasks
 
-            gate = evaluate_gate(model, trained, airflow_run_id=run_id)
-            ti.xcom_push(key=GATE, value=gate)
-            return gate["promote"] or gate["approval_required"]
+            return tasks.gate(model, trained, run_id, ti)
 
         approval_id = "approve_promotion" if spec.promotion.approval == "manual" else None
 
@@ -89,7 +81,7 @@ def train_dag(spec: ModelSpec) -> DAG:
             return promote_champion(model, gate, champion, context, approval_task_id=approval_id)
 
         passed = evaluate_gate(trained)
-        gate = XComArg(passed.operator, key=GATE)
+        gate = XComArg(passed.operator, key=dagkit.GATE)
         if approval_id:
             approval = PromotionApprovalOperator(
                 task_id=approval_id, model=model, gate_task_id="evaluate_gate"
@@ -100,6 +92,6 @@ def train_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-for _spec in dagkit.model_specs():
+for _spec in dagkit.model_specs(globals()):
     if _spec.training is not None:
         globals()[f"{_spec.name}_train"] = train_dag(_spec)

@@ -28,7 +28,7 @@ PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres
 @pytest.fixture
 def airloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh AIRLOOP_HOME (SQLite warehouse inside it) and the settings that go with it."""
-    from airloop.settings import load_settings, settings
+    from airloop.core.settings import load_settings, settings
 
     monkeypatch.setenv("AIRLOOP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AIRLOOP_WAREHOUSE_URL", raising=False)
@@ -64,7 +64,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        from airloop.warehouse import engine_for
+        from airloop.store.db import engine_for
 
         engine_for(url).dispose()
         with admin.connect() as conn:
@@ -75,7 +75,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def warehouse_url(request: pytest.FixtureRequest, airloop_home, monkeypatch: pytest.MonkeyPatch) -> str:
     """The warehouse on SQLite and on PostgreSQL, in turn; AIRLOOP_WAREHOUSE_URL points at it."""
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     url = airloop_home.warehouse_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     monkeypatch.setenv("AIRLOOP_WAREHOUSE_URL", url)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from airloop.core.contracts import RetrainOutcome
+
 #: Files listed by name in one message; a rejected backfill can hold hundreds.
 MAX_FILES_LISTED = 10
 #: Subjects longer than this are cut: mail clients and Slack previews show one short line.
@@ -108,43 +110,37 @@ def drift_alert(
     )
 
 
-def retrain_alert(model: str, outcome: Mapping[str, Any], links: Mapping[str, str]) -> Alert:
-    """The alert at the end of a drift-triggered retrain: promoted, champion kept, or training failed.
-
-    ``outcome`` is :func:`airloop.retraining.retrain_outcome`'s result.
-    """
-    result = outcome["outcome"]
-    window = outcome["window"]
+def retrain_alert(outcome: RetrainOutcome, links: Mapping[str, str]) -> Alert:
+    """The alert at the end of a retrain: promoted, champion kept, or training failed."""
+    model, result, window = outcome.model, outcome.outcome, outcome.window
     # A retrain started by the champion's age (spec monitoring.max_champion_age_days) handled no drift event.
-    if outcome.get("drift_event_id") is None:
+    if outcome.drift_event_id is None:
         cause, why = f"on the champion's age (data {window})", f"champion aged, data {window}"
     else:
         cause, why = f"on drift in {window}", f"drift in {window}"
     if result == "promoted":
-        headline = f"Model {model} retrained {cause}: version {outcome['version']} is the new champion."
-        subject = f"[airloop] {model}: retrained, v{outcome['version']} promoted ({why})"
+        headline = f"Model {model} retrained {cause}: version {outcome.version} is the new champion."
+        subject = f"[airloop] {model}: retrained, v{outcome.version} promoted ({why})"
     elif result == "champion kept":
         headline = (
-            f"Model {model} retrained {cause}: the challenger v{outcome['version']} did not pass the "
-            f"gate, champion v{outcome['champion_before']} stays."
+            f"Model {model} retrained {cause}: the challenger v{outcome.version} did not pass the "
+            f"gate, champion v{outcome.champion_before} stays."
         )
         subject = f"[airloop] {model}: retrained, champion kept ({why})"
     else:
         pending = (
-            "the drift event stays pending"
-            if outcome.get("drift_event_id") is not None
-            else "next check retries"
+            "the drift event stays pending" if outcome.drift_event_id is not None else "next check retries"
         )
         headline = f"Model {model}: retraining {cause} failed; {pending}."
         subject = f"[airloop] {model}: retraining failed ({why})"
     facts = [
         ("Model", model),
-        ("Drift window" if outcome.get("drift_event_id") is not None else "New data", window),
+        ("Drift window" if outcome.drift_event_id is not None else "New data", window),
         ("Outcome", result),
-        ("Champion before", f"v{outcome['champion_before']}" if outcome.get("champion_before") else "none"),
-        ("Challenger", f"v{outcome['version']}" if outcome.get("version") else "none"),
-        ("Why", "\n".join(outcome.get("reasons") or []) or "-"),
-        ("Training run", outcome["train_run_id"]),
+        ("Champion before", f"v{outcome.champion_before}" if outcome.champion_before else "none"),
+        ("Challenger", f"v{outcome.version}" if outcome.version else "none"),
+        ("Why", "\n".join(outcome.reasons) or "-"),
+        ("Training run", outcome.train_run_id),
     ]
     return _compose(subject=subject, headline=headline, facts=facts, links=links)
 

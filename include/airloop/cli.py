@@ -10,8 +10,16 @@ import sys
 import time
 from datetime import date
 
-from airloop.errors import AirloopError
-from airloop.settings import load_settings
+from airloop.core.errors import AirloopError
+from airloop.core.settings import load_settings
+from airloop.local.demo.driver import AirflowApi
+from airloop.local.demo.replay import replay
+from airloop.local.demo.year import YearReplay, format_table, fresh_home
+from airloop.local.stack import Stack
+from airloop.model.context import ModelContext
+from airloop.model.task import primary_metric
+from airloop.promote.promote import promote_version, rollback
+from airloop.status import format_status, full_status, warehouse_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,31 +76,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from airloop.status import format_status, full_status, warehouse_status
-
     _fail_fast_on_mlflow()
-    config = load_settings()
-    result = warehouse_status(args.model, config) if args.no_registry else full_status(args.model, config)
+    ctx = ModelContext.load(args.model, load_settings())
+    result = warehouse_status(ctx) if args.no_registry else full_status(ctx)
     print(json.dumps(result, indent=2, default=str) if args.json else format_status(result))
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from airloop.registry import promote_version
-
     _fail_fast_on_mlflow()
-    result = promote_version(
-        args.model, args.version, force=args.force, reason=args.reason, config=load_settings()
-    )
-    print(json.dumps(result, indent=2, default=str))
-    return 0 if result.get("promoted") else 1
+    ctx = ModelContext.load(args.model, load_settings())
+    result = promote_version(ctx, args.version, force=args.force, reason=args.reason)
+    print(json.dumps(result.to_json(), indent=2))
+    return 0 if result.promoted else 1
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from airloop.registry import rollback
-
     _fail_fast_on_mlflow()
-    print(json.dumps(rollback(args.model, reason=args.reason, config=load_settings()), indent=2, default=str))
+    result = rollback(ModelContext.load(args.model, load_settings()), reason=args.reason)
+    print(json.dumps(result.to_json(), indent=2))
     return 0
 
 
@@ -103,8 +105,6 @@ def _fail_fast_on_mlflow() -> None:
 
 
 def _land(args: argparse.Namespace) -> int:
-    from airloop.demo.replay import replay
-
     config = load_settings()
     for folder in replay(config.landing_for(args.model), args.start, args.end, args.format):
         print(folder)
@@ -112,8 +112,6 @@ def _land(args: argparse.Namespace) -> int:
 
 
 def _up(_args: argparse.Namespace) -> int:
-    from airloop.stack import Stack
-
     with Stack(load_settings(), report=print) as stack:
         for line in stack.banner():
             print(line)
@@ -122,11 +120,6 @@ def _up(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from airloop.demo.driver import AirflowApi
-    from airloop.demo.year import YearReplay, format_table, fresh_home
-    from airloop.stack import Stack
-    from airloop.status import format_status, full_status
-
     config = load_settings()
     model = "flights_delay"
     started = time.monotonic()
@@ -135,19 +128,21 @@ def _demo(args: argparse.Namespace) -> int:
         for line in stack.banner():
             print(line)
         api = AirflowApi(stack.airflow_url, "admin", stack.passwords["admin"])
-        replay = YearReplay(api, config, model, until=args.until, alive=lambda: stack.wait(timeout=0) is None)
+        ctx = ModelContext.load(model, config)
+        year = YearReplay(api, ctx, until=args.until, alive=lambda: stack.wait(timeout=0) is None)
         try:
-            table = replay.run()
+            table = year.run()
         finally:
             api.close()
         print()
-        print(format_status(full_status(model, config)))
+        print(format_status(full_status(ctx)))
         print()
+        label = primary_metric(ctx.spec).label
         print(
-            "2013 by month (serving: the champion versions that scored the month; AUC on its labelled flights;"
+            f"2013 by month (serving: the champion versions that scored the month; {label} on its labelled flights;"
         )
-        print(f"AUC v{replay.first_champion}: the first champion, never retrained, on the same flights)")
-        print(format_table(table, replay.first_champion))
+        print(f"{label} v{year.first_champion}: the first champion, never retrained, on the same flights)")
+        print(format_table(table, year.first_champion, label))
         print(
             f"\nreplayed to {args.until} in {(time.monotonic() - started) / 60:.1f} min (stack start included)"
         )

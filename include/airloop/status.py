@@ -3,8 +3,9 @@ and promotion history.
 
 Everything but the champion comes from the warehouse: the batch ledger, the monitoring table and the event log,
 where a drift event (``drift``) is closed by a ``drift_handled`` event carrying what the retrain decided, and a
-retrain on the champion's age leaves an ``age_retrain`` event (:func:`airloop.retraining.retrain_outcome`). ``--json`` gives every batch and retrain; the text form is a
-summary of bounded length, since a year of data holds hundreds of batches and a retrain every few weeks.
+retrain on the champion's age leaves an ``age_retrain`` event (:func:`airloop.retrain.retrain.retrain_outcome`).
+``--json`` gives every batch and retrain; the text form is a summary of bounded length, since a year of data holds
+hundreds of batches and a retrain every few weeks.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from airloop import warehouse
-from airloop.monitoring import DRIFT, DRIFT_HANDLED, last_monitoring
-from airloop.retraining import AGE_RETRAIN, KEPT, PROMOTED
-from airloop.settings import Settings
+from airloop.core.events import Event, EventKind
+from airloop.model.context import ModelContext
+from airloop.monitor.monitor import last_monitoring
+from airloop.promote.promote import champion_summary, promotion_history
+from airloop.retrain.policy import KEPT, PROMOTED
+from airloop.store.events import events_of
+from airloop.store.ledger import ledger_entries
 
 #: How many of each list the text form shows (the latest ones); ``--json`` has them all.
 TEXT_BATCHES = 5
@@ -30,68 +32,60 @@ TEXT_OPEN_DRIFT = 5
 TEXT_TOP_FEATURES = 3
 
 
-def model_status(model: str, config: Settings) -> dict[str, Any]:
+def model_status(ctx: ModelContext) -> dict[str, Any]:
     """The model's batch ledger, one entry per partition, oldest first."""
-    engine = warehouse.engine_for(config.warehouse_url)
-    if not sa.inspect(engine).has_table(warehouse.ledger.name):
-        rows: list[dict[str, Any]] = []
-    else:
-        rows = warehouse.ledger_rows(engine, model)
     batches = [
         {
-            "partition": r["partition"],
-            "status": r["status"],
-            "rows": r["rows"],
-            "reason": r["reason"],
-            "checksum": r["checksum"],
-            "validation_result_id": r["validation_result_id"],
-            "quarantine_path": r["quarantine_path"],
-            "updated_at": _iso(r["updated_at"]),
+            "partition": e.partition,
+            "status": e.status,
+            "rows": e.rows,
+            "reason": e.reason,
+            "checksum": e.checksum,
+            "validation_result_id": e.validation_result_id,
+            "quarantine_path": e.quarantine_path,
+            "updated_at": _iso(e.updated_at),
         }
-        for r in rows
+        for e in ledger_entries(ctx.warehouse, ctx.name)
     ]
     counts = {"passed": 0, "quarantined": 0}
     for batch in batches:
         counts[batch["status"]] = counts.get(batch["status"], 0) + 1
-    return {"model": model, "counts": counts, "batches": batches}
+    return {"model": ctx.name, "counts": counts, "batches": batches}
 
 
-def warehouse_status(model: str, config: Settings) -> dict[str, Any]:
+def warehouse_status(ctx: ModelContext) -> dict[str, Any]:
     """:func:`model_status` plus the loop as the warehouse records it: the last monitored window, the drift
-    events (the last one, open ones, counts) and every retrain. No call to the tracking server."""
-    status = model_status(model, config)
-    status["monitoring"] = last_monitoring(model, config=config)
-    engine = warehouse.engine_for(config.warehouse_url)
-    events = (
-        warehouse.events_for(engine, model, [DRIFT, DRIFT_HANDLED, AGE_RETRAIN])
-        if sa.inspect(engine).has_table(warehouse.events.name)
-        else []
+    events (the last one, open ones, counts), every retrain and the promotion history. No call to the tracking
+    server."""
+    status = model_status(ctx)
+    status["monitoring"] = last_monitoring(ctx.warehouse, ctx.name)
+    events = events_of(
+        ctx.warehouse, ctx.name, [EventKind.DRIFT, EventKind.DRIFT_HANDLED, EventKind.AGE_RETRAIN]
     )
     status.update(drift_status(events))
     status["retrains"] = retrain_history(events)
+    status["history"] = promotion_history(ctx)
     return status
 
 
-def full_status(model: str, config: Settings) -> dict[str, Any]:
+def full_status(ctx: ModelContext) -> dict[str, Any]:
     """:func:`warehouse_status`, plus the champion from the MLflow registry when the tracking server answers."""
-    from airloop.registry import champion_summary
-
-    status = warehouse_status(model, config)
+    status = warehouse_status(ctx)
     try:
-        summary = champion_summary(model, config=config)
+        summary = champion_summary(ctx)
     except Exception as exc:  # noqa: BLE001 - the ledger is still worth showing without the registry
-        status.update(champion=None, history=[], registry_error=f"{type(exc).__name__}: {exc}"[:500])
+        status.update(champion=None, registry_error=f"{type(exc).__name__}: {exc}"[:500])
     else:
-        status.update(champion=summary["champion"], aliases=summary["aliases"], history=summary["history"])
+        status.update(champion=summary["champion"], aliases=summary["aliases"])
     return status
 
 
-def drift_status(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The drift events of a model's event log (``drift`` and ``drift_handled`` rows, oldest first):
-    ``drift`` holds their counts and the last one, how it was handled or that it is pending;
-    ``open_drift_events`` the ones no retrain has handled yet."""
+def drift_status(events: Iterable[Event]) -> dict[str, Any]:
+    """The drift events of a model's event log (``drift`` and ``drift_handled`` events): ``drift`` holds their
+    counts and the last one, how it was handled or that it is pending; ``open_drift_events`` the ones no retrain
+    has handled yet."""
     drifts, handled, _aged = _split(events)
-    summaries = [_drift_summary(e, handled.get(e["id"])) for e in drifts]
+    summaries = [_drift_summary(e, handled.get(e.id)) for e in drifts]
     pending = [s for s in summaries if s["status"] == "pending"]
     return {
         "drift": {
@@ -106,37 +100,36 @@ def drift_status(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def retrain_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def retrain_history(events: Iterable[Event]) -> list[dict[str, Any]]:
     """One entry per retrain that decided something (promoted, champion kept), oldest first, from a model's event
-    log: a retrain on drift closes its drift event and the older pending ones, each with a ``drift_handled`` row
-    carrying the outcome; a retrain on the champion's age writes an ``age_retrain`` row (and closes the pending
+    log: a retrain on drift closes its drift event and the older pending ones, each with a ``drift_handled`` event
+    carrying the outcome; a retrain on the champion's age writes an ``age_retrain`` event (and closes the pending
     drift events too). ``trigger`` says which: ``drift``, ``age`` or ``drift and age``."""
     _drifts, handled, aged = _split(events)
-    runs: dict[str, list[Mapping[str, Any]]] = {}
+    runs: dict[str, list[Event]] = {}
     for event in handled.values():
-        runs.setdefault(_train_run(event), []).append(event)
-    ages = {_train_run(event): event for event in aged}
+        runs.setdefault(event.payload.train_run_id, []).append(event)
+    ages = {event.payload.train_run_id: event for event in aged}
     retrains = []
     for run in runs.keys() | ages.keys():
         closing, age = runs.get(run, []), ages.get(run)
         # The retrain's own drift event (the others were superseded by it), else its age record.
-        main = next((e for e in closing if not e["payload"].get("superseded")), age or closing[-1])
-        payload = main["payload"]
-        drift_event_id = payload.get("drift_event_id")
+        main = next((e for e in closing if not e.payload.superseded), age or closing[-1])
+        payload = main.payload
         retrains.append(
             {
-                "at": _iso(main["created_at"]),
-                "trigger": "drift and age" if age and drift_event_id else "age" if age else "drift",
-                "window": payload.get("window"),
-                "drift_event_id": drift_event_id,
-                "handled_events": sorted(e["payload"]["drift_event_id"] for e in closing),
-                "train_run_id": payload.get("train_run_id"),
-                "outcome": payload.get("outcome"),
-                "version": _str(payload.get("version")),
-                "champion_before": _str(payload.get("champion_before")),
-                "reasons": list(payload.get("reasons") or []),
-                "champion_age_days": age["payload"].get("champion_age_days") if age else None,
-                "order": min(e["id"] for e in [*closing, *([age] if age else [])]),
+                "at": _iso(main.created_at),
+                "trigger": "drift and age" if age and payload.drift_event_id else "age" if age else "drift",
+                "window": payload.window,
+                "drift_event_id": payload.drift_event_id,
+                "handled_events": sorted(e.payload.drift_event_id for e in closing),
+                "train_run_id": payload.train_run_id,
+                "outcome": payload.outcome,
+                "version": payload.version,
+                "champion_before": payload.champion_before,
+                "reasons": list(payload.reasons),
+                "champion_age_days": age.payload.champion_age_days if age else None,
+                "order": min(e.id for e in [*closing, *([age] if age else [])]),
             }
         )
     retrains.sort(key=lambda r: r["order"])
@@ -242,51 +235,45 @@ def _loop_lines(status: Mapping[str, Any]) -> list[str]:
     return ["", *lines] if lines else []
 
 
-def _split(
-    events: Iterable[Mapping[str, Any]],
-) -> tuple[list[Mapping[str, Any]], dict[int, Mapping[str, Any]], list[Mapping[str, Any]]]:
+def _split(events: Iterable[Event]) -> tuple[list[Event], dict[int, Event], list[Event]]:
     """Drift events, the handling of each handled one by its id, and age retrains; each oldest first."""
-    drifts: list[Mapping[str, Any]] = []
-    handled: dict[int, Mapping[str, Any]] = {}
-    aged: list[Mapping[str, Any]] = []
-    for event in sorted(events, key=lambda e: e["id"]):
-        if event["kind"] == DRIFT:
+    drifts: list[Event] = []
+    handled: dict[int, Event] = {}
+    aged: list[Event] = []
+    for event in sorted(events, key=lambda e: e.id):
+        if event.kind == EventKind.DRIFT:
             drifts.append(event)
-        elif event["kind"] == DRIFT_HANDLED:
+        elif event.kind == EventKind.DRIFT_HANDLED:
             # Written once per drift event (its dedup key): the first is the only one.
-            handled.setdefault(event["payload"]["drift_event_id"], event)
-        elif event["kind"] == AGE_RETRAIN:
+            handled.setdefault(event.payload.drift_event_id, event)
+        elif event.kind == EventKind.AGE_RETRAIN:
             aged.append(event)
     return drifts, handled, aged
 
 
-def _train_run(event: Mapping[str, Any]) -> str:
-    return event["payload"].get("train_run_id") or f"event {event['id']}"
-
-
-def _drift_summary(event: Mapping[str, Any], handling: Mapping[str, Any] | None) -> dict[str, Any]:
-    payload = event["payload"]
-    window = payload.get("window") or {}
-    drift = payload.get("drift") or {}
-    outcome = handling["payload"] if handling else {}
+def _drift_summary(event: Event, handling: Event | None) -> dict[str, Any]:
+    payload = event.payload
+    drift = payload.drift
+    outcome = handling.payload if handling else None
     return {
-        "id": event["id"],
-        "window": f"{window.get('first')}..{window.get('last')}",
-        "at": _iso(event["created_at"]),
-        "drift_share": drift.get("share"),
-        "drifted_features": drift.get("drifted_features"),
-        "features": drift.get("features"),
+        "id": event.id,
+        "window": payload.window.label,
+        "at": _iso(event.created_at),
+        "drift_share": drift.share if drift else None,
+        "drifted_features": drift.drifted_features if drift else None,
+        "features": drift.features if drift else None,
         "top_features": [
-            {k: f.get(k) for k in ("column", "score", "method", "threshold")} for f in drift.get("top") or []
+            {"column": f.column, "score": f.score, "method": f.method, "threshold": f.threshold}
+            for f in (drift.top if drift else [])
         ],
-        "quality_drop": (payload.get("quality") or {}).get("drop"),
-        "reasons": list(payload.get("reasons") or []),
+        "quality_drop": payload.quality.drop if payload.quality else None,
+        "reasons": list(payload.reasons),
         "status": "handled" if handling else "pending",
-        "outcome": outcome.get("outcome"),
-        "handled_at": _iso(handling["created_at"]) if handling else None,
-        "train_run_id": outcome.get("train_run_id"),
-        "version": _str(outcome.get("version")),
-        "superseded": outcome.get("superseded"),
+        "outcome": outcome.outcome if outcome else None,
+        "handled_at": _iso(handling.created_at) if handling else None,
+        "train_run_id": outcome.train_run_id if outcome else None,
+        "version": outcome.version if outcome else None,
+        "superseded": outcome.superseded if outcome else None,
     }
 
 
@@ -336,7 +323,3 @@ def _when(iso: str | None) -> str:
 
 def _iso(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)

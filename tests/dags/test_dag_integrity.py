@@ -50,7 +50,12 @@ print(json.dumps({"calls": calls, "seconds": elapsed, "dags": dags, "imported": 
 def _probe(path: Path) -> dict:
     env = {**os.environ, "AIRLOOP_WAREHOUSE_URL": "postgresql://nobody@192.0.2.1:1/unreachable"}
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-c", _PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -113,12 +118,13 @@ def test_train_dag_shape(dagbag):
     assert "window_end" in dag.params
 
 
-
 def _capped_spec(cap: int | None = 30):
-    from airloop.spec import load_spec
+    from airloop.core.spec import load_spec
 
     spec = load_spec(ROOT / "config" / "models" / "flights_delay.yaml")
-    return spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"max_champion_age_days": cap})})
+    return spec.model_copy(
+        update={"monitoring": spec.monitoring.model_copy(update={"max_champion_age_days": cap})}
+    )
 
 
 def _retrain_dag_factory():
@@ -180,3 +186,33 @@ def test_retrain_dag_with_an_age_cap_parses_without_work(tmp_path, monkeypatch):
     assert result["dags"] == ["flights_delay_retrain"]
     assert result["calls"] == {"sql": [], "sockets": [], "connections": [], "variables": []}
     assert [m for m in result["imported"] if m.split(".")[0] in HEAVY] == []
+
+
+def test_a_broken_spec_is_its_own_import_error_and_hides_no_other_model(tmp_path, monkeypatch):
+    """Two models, one spec broken: every DAG file reports that spec (file and field) as its import error, and
+    every DAG of the other model still loads."""
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airloop.core.settings import settings
+
+    raw = yaml.safe_load((ROOT / "config" / "models" / "flights_delay.yaml").read_text())
+    (tmp_path / "flights_delay.yaml").write_text(yaml.safe_dump(raw))
+    broken = {**raw, "name": "flights_broken", "promotion": {**raw["promotion"], "metric": "rmse"}}
+    (tmp_path / "flights_broken.yaml").write_text(yaml.safe_dump(broken))
+    monkeypatch.setenv("AIRLOOP_MODELS_DIR", str(tmp_path))
+    settings.cache_clear()
+    try:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+    finally:
+        settings.cache_clear()
+
+    stages = ("ingest", "train", "score", "monitor", "retrain")
+    assert {f"flights_delay_{stage}" for stage in stages} <= set(bag.dag_ids)
+    assert not any(dag_id.startswith("flights_broken") for dag_id in bag.dag_ids)
+    assert sorted(Path(path).name for path in bag.import_errors) == sorted(p.name for p in DAG_FILES)
+    for error in bag.import_errors.values():
+        assert (
+            f"{tmp_path / 'flights_broken.yaml'}: field 'promotion.metric': 'rmse' is not a metric" in error
+        )
+        assert "flights_delay.yaml" not in error

@@ -16,13 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """The session's Airflow metadata DB (SQLite under the private AIRFLOW_HOME), migrated once."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ
+    )
 
 
 @pytest.fixture
 def catcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A real SMTP server and webhook receiver; the spec's alert connections point at it."""
-    from airloop.catcher import AlertCatcher
+    from airloop.local.catcher import AlertCatcher
 
     with AlertCatcher(tmp_path / "alerts") as running:
         monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SMTP", running.smtp_connection("airloop@example.com"))
@@ -35,7 +37,7 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of config/models that a test may edit; AIRLOOP_MODELS_DIR points at it."""
     import yaml
 
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     target = tmp_path / "models"
     target.mkdir()

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from airloop.stack import free_port
+from airloop.local.env import free_port
 
 
 class MlflowServer:

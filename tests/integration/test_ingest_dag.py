@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from airloop import warehouse
-from airloop.demo.replay import day_frame, write_partition
-from airloop.spec import load_spec
+from airloop.core.events import EventKind
+from airloop.core.spec import load_spec
+from airloop.local.demo.replay import day_frame, write_partition
+from airloop.store.db import engine_for
+from airloop.store.events import events_of
+from airloop.store.ledger import ledger_entries, partition_row_count
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +25,7 @@ DAY = date(2013, 1, 2)
 
 
 def _ingest_dag():
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     settings.cache_clear()
     module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
@@ -33,7 +36,9 @@ def _ingest_dag():
 
 def _run(day: date) -> str:
     # A manual run processes the last complete interval before its logical date: the day before.
-    run = _ingest_dag().test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1))
+    run = _ingest_dag().test(
+        logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    )
     return run.state
 
 
@@ -43,15 +48,15 @@ def _landing(config) -> Path:
 
 @pytest.fixture
 def env(airflow_db, airloop_home, warehouse_url, models_dir, catcher):
-    from airloop.settings import load_settings
+    from airloop.core.settings import load_settings
 
     config = load_settings()
     spec = load_spec(models_dir / "flights_delay.yaml")
-    return config, spec, warehouse.engine_for(warehouse_url), catcher
+    return config, spec, engine_for(warehouse_url), catcher
 
 
-def _ledger(engine) -> dict[str, dict]:
-    return {r["partition"]: r for r in warehouse.ledger_rows(engine, "flights_delay")}
+def _ledger(engine) -> dict:
+    return {e.partition: e for e in ledger_entries(engine, "flights_delay")}
 
 
 def test_wrong_type_is_quarantined_and_alerted(env):
@@ -64,10 +69,12 @@ def test_wrong_type_is_quarantined_and_alerted(env):
     assert _run(DAY) == "failed"
 
     row = _ledger(engine)["2013-01-02"]
-    assert row["status"] == "quarantined"
-    assert "dep_delay" in row["reason"]
-    kept = Path(row["quarantine_path"])
-    assert (kept / "flights.csv").read_bytes() == (_landing(config) / "date=2013-01-02" / "flights.csv").read_bytes()
+    assert row.status == "quarantined"
+    assert "dep_delay" in row.reason
+    kept = Path(row.quarantine_path)
+    assert (kept / "flights.csv").read_bytes() == (
+        _landing(config) / "date=2013-01-02" / "flights.csv"
+    ).read_bytes()
     assert (kept / "verdict.json").is_file()
     assert not sa_has_rows(engine, spec)
     [mail] = catcher.emails()
@@ -75,8 +82,8 @@ def test_wrong_type_is_quarantined_and_alerted(env):
     assert mail["To"] == "mlops-oncall@example.com"
     [hook] = catcher.webhooks()
     assert "dep_delay" in hook["text"]
-    kinds = [e["kind"] for e in warehouse.events_for(engine, "flights_delay")]
-    assert kinds.count("quarantine") == 1 and kinds.count("alert_sent") == 2
+    kinds = [e.kind for e in events_of(engine, "flights_delay")]
+    assert kinds.count(EventKind.QUARANTINE) == 1 and kinds.count(EventKind.ALERT_SENT) == 2
 
 
 def test_valid_day_loads_once_and_rerun_changes_nothing(env):
@@ -86,13 +93,13 @@ def test_valid_day_loads_once_and_rerun_changes_nothing(env):
 
     assert _run(DAY) == "success"
     first = _ledger(engine)["2013-01-02"]
-    assert (first["status"], first["rows"], first["reason"]) == ("passed", expected, None)
-    assert warehouse.partition_row_count(engine, spec, "2013-01-02") == expected
+    assert (first.status, first.rows, first.reason) == ("passed", expected, None)
+    assert partition_row_count(engine, spec, "2013-01-02") == expected
 
     assert _run(DAY) == "success"
     again = _ledger(engine)["2013-01-02"]
-    assert warehouse.partition_row_count(engine, spec, "2013-01-02") == expected
-    assert again["checksum"] == first["checksum"] and len(_ledger(engine)) == 1
+    assert partition_row_count(engine, spec, "2013-01-02") == expected
+    assert again.checksum == first.checksum and len(_ledger(engine)) == 1
     assert catcher.emails() == [] and catcher.webhooks() == []
     assert (config.data_docs_dir / "index.html").is_file()
 
@@ -123,9 +130,9 @@ def test_bad_batches_never_reach_the_warehouse(env, damage, expected_reason):
 
     assert _run(DAY) == "failed"
     row = _ledger(engine)["2013-01-02"]
-    assert row["status"] == "quarantined"
-    assert expected_reason in row["reason"]
-    assert Path(row["quarantine_path"]).is_dir()
+    assert row.status == "quarantined"
+    assert expected_reason in row.reason
+    assert Path(row.quarantine_path).is_dir()
     assert not sa_has_rows(engine, spec)
     assert len(catcher.emails()) == 1 and len(catcher.webhooks()) == 1
 

@@ -23,9 +23,9 @@ from types import ModuleType
 import pytest
 
 from airloop.alerts import Alert, quarantine_alert
-from airloop.catcher import AlertCatcher
-from airloop.errors import AirloopError
-from airloop.spec import AlertsSpec
+from airloop.core.errors import AirloopError
+from airloop.core.spec import AlertsSpec
+from airloop.local.catcher import AlertCatcher
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +167,7 @@ def test_catcher_runs_as_a_process_until_sigterm(tmp_path: Path) -> None:
     smtp_port, http_port = _unused_port(), _unused_port()
     args = ["--dir", str(tmp_path), "--smtp-port", str(smtp_port), "--http-port", str(http_port)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airloop.catcher", *args], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "airloop.local.catcher", *args], stderr=subprocess.PIPE, text=True
     )
     try:
         body = json.dumps({"text": "from another process"}).encode()

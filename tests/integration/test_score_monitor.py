@@ -22,8 +22,17 @@ import sqlalchemy as sa
 import yaml
 from mlflow_server import MlflowServer
 
-from airloop import warehouse
-from airloop.demo.replay import day_frame, days
+from airloop.core.contracts import MonitorResult
+from airloop.core.events import DriftHandledPayload
+from airloop.local.demo.replay import day_frame, days
+from airloop.model.context import ModelContext
+from airloop.monitor.monitor import last_monitoring, mark_drift_handled, open_drift_events, record_drift
+from airloop.promote.promote import evaluate_gate, promote_challenger
+from airloop.store.db import open_warehouse, sync_table
+from airloop.store.ledger import LedgerEntry, partition_row_count, replace_partition
+from airloop.store.monitoring import monitoring_history, store_result
+from airloop.store.schema import batches_table
+from airloop.train.train import train_challenger
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +55,14 @@ def _edit_spec(models_dir: Path) -> None:
 
 
 def _load(engine, spec, day: date) -> None:
-    ledger_row = {
-        "checksum": f"seed-{day.isoformat()}".ljust(64, "0"),
-        "validation_result_id": f"{MODEL}-{day.isoformat()}",
-        "files": ["flights.parquet"],
-    }
-    warehouse.replace_partition(engine, spec, day.isoformat(), day_frame(day), ledger_row=ledger_row)
+    entry = LedgerEntry(
+        partition=day.isoformat(),
+        status="passed",
+        checksum=f"seed-{day.isoformat()}".ljust(64, "0"),
+        validation_result_id=f"{MODEL}-{day.isoformat()}",
+        files=["flights.parquet"],
+    )
+    replace_partition(engine, spec, day_frame(day), entry)
 
 
 @pytest.fixture
@@ -59,8 +70,7 @@ def stack(airflow_db, airloop_home, models_dir, catcher, tmp_path, monkeypatch):
     """Two months of flights and a week of July in the warehouse, a real MLflow server, the spec copy."""
     from mlflow import MlflowClient
 
-    from airloop.ingest import model_spec
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     _edit_spec(models_dir)
     airloop_home.home.mkdir(parents=True)
@@ -69,9 +79,9 @@ def stack(airflow_db, airloop_home, models_dir, catcher, tmp_path, monkeypatch):
     ) as server:
         monkeypatch.setenv("AIRLOOP_MLFLOW_TRACKING_URI", server.url)
         settings.cache_clear()
-        spec = model_spec(MODEL)
-        engine = warehouse.engine_for(settings().warehouse_url)
-        warehouse.ensure_tables(engine, spec)
+        spec = ModelContext.load(MODEL).spec
+        engine = open_warehouse(settings().warehouse_url)
+        sync_table(engine, batches_table(spec))
         started = time.perf_counter()
         for day in [*TRAINING, *(date.fromisoformat(p) for p in JULY)]:
             _load(engine, spec, day)
@@ -81,7 +91,7 @@ def stack(airflow_db, airloop_home, models_dir, catcher, tmp_path, monkeypatch):
 
 
 def _dag(name: str, retries: int | None = None):
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     settings.cache_clear()
     module_spec = importlib.util.spec_from_file_location(f"{name}_dags", ROOT / "dags" / f"{name}.py")
@@ -134,9 +144,7 @@ def _monitor(week_end: date):
 
 
 def test_score_and_monitor_real_flights(stack):
-    from airloop import monitoring, registry
-    from airloop.settings import settings
-    from airloop.training import train_challenger
+    from airloop.core.settings import settings
 
     engine, spec, client, catcher = stack
 
@@ -150,15 +158,16 @@ def test_score_and_monitor_real_flights(stack):
     assert any("2013-05-01 (not ingested)" in h["text"] for h in catcher.webhooks())
     failure_alerts = len(catcher.emails())
 
-    trained = _timed("train + register", lambda: train_challenger(MODEL, window_end="2013-02-28"))
-    gate = registry.evaluate_gate(MODEL, trained)
-    assert registry.promote_challenger(MODEL, gate)["promoted"]
-    assert registry.aliases(client, MODEL) == {"challenger": "1", "champion": "1"}
+    ctx = ModelContext.load(MODEL)
+    trained = _timed("train + register", lambda: train_challenger(ctx, window_end="2013-02-28"))
+    gate = evaluate_gate(ctx, trained)
+    assert promote_challenger(ctx, gate).promoted
+    assert dict(client.get_registered_model(MODEL).aliases) == {"challenger": "1", "champion": "1"}
 
     # Scoring: the champion's version on every prediction; the challenger is the champion, so no shadow.
     partitions = [*LATE_FEBRUARY, *JULY]
     for day in LATE_FEBRUARY:
-        assert warehouse.partition_row_count(engine, spec, day) > 0
+        assert partition_row_count(engine, spec, day) > 0
     scored = _timed("score DAG", lambda: _dag("score").test(run_conf={"partitions": partitions}))
     assert scored.state == "success"
     assert _states(scored) == {
@@ -167,14 +176,14 @@ def test_score_and_monitor_real_flights(stack):
         "score_challenger": "skipped",
     }
     rows = _predictions(engine)
-    expected = sum(warehouse.partition_row_count(engine, spec, p) for p in partitions)
+    expected = sum(partition_row_count(engine, spec, p) for p in partitions)
     assert len(rows) == expected
     assert {(r["alias"], r["version"], r["model"]) for r in rows} == {("champion", "1", MODEL)}
     assert {r["partition"] for r in rows} == set(partitions)
     assert all(0 <= r["probability"] <= 1 and r["predicted_label"] == (r["probability"] >= 0.5) for r in rows)
 
     # A challenger that differs from the champion is scored in shadow; re-scoring a partition adds no rows.
-    copy = client.create_model_version(MODEL, f"models:/{MODEL}/1", run_id=trained["run_id"])
+    copy = client.create_model_version(MODEL, f"models:/{MODEL}/1", run_id=trained.run_id)
     client.set_registered_model_alias(MODEL, "challenger", copy.version)
     again = _dag("score").test(run_conf={"partitions": [JULY[0]]})
     assert _states(again)["score_challenger"] == "success"
@@ -184,7 +193,7 @@ def test_score_and_monitor_real_flights(stack):
     assert len(champion_rows) == expected
     keys = [(r["partition"], r["row_index"]) for r in champion_rows]
     assert len(set(keys)) == len(keys)
-    assert len([k for k in keys if k[0] == JULY[0]]) == warehouse.partition_row_count(engine, spec, JULY[0])
+    assert len([k for k in keys if k[0] == JULY[0]]) == partition_row_count(engine, spec, JULY[0])
 
     # Late February: no drift, so nothing is recorded or sent; the figures, report and MLflow run exist.
     quiet = _monitor(date(2013, 3, 3))
@@ -192,23 +201,21 @@ def test_score_and_monitor_real_flights(stack):
     states = _states(quiet)
     assert states["monitor_window"] == "success"
     assert states["record_drift"] == states["alert_drift"] == "skipped"
-    february = monitoring.last_monitoring(MODEL)
+    february = last_monitoring(engine, MODEL)
     print(f"late February: {february['reasons']}")
     assert (february["window_first"], february["window_last"]) == ("2013-02-24", "2013-03-02")
     assert february["outcome"] == "no drift" and february["champion_version"] == "1"
-    assert february["current_rows"] == sum(
-        warehouse.partition_row_count(engine, spec, p) for p in LATE_FEBRUARY
-    )
+    assert february["current_rows"] == sum(partition_row_count(engine, spec, p) for p in LATE_FEBRUARY)
     assert february["labelled_rows"] > 0.9 * february["current_rows"]
     assert february["drift_share"] < 0.3
-    assert monitoring.open_drift_events(MODEL) == []
+    assert open_drift_events(engine, MODEL) == []
     assert len(catcher.emails()) == failure_alerts
 
     # July: drift in the weather, recorded, announced by the Asset and by both channels.
     summer = _monitor(date(2013, 7, 14))
     assert summer.state == "success", _states(summer)
     assert set(_states(summer).values()) == {"success"}
-    july = monitoring.last_monitoring(MODEL)
+    july = last_monitoring(engine, MODEL)
     print(f"July: {july['reasons']}")
     assert july["outcome"] == "drift" and july["drifted"] and july["drift_share"] >= 0.3
     figures = july["figures"]
@@ -223,10 +230,10 @@ def test_score_and_monitor_real_flights(stack):
     assert figures["quality"]["labelled_rows"] == july["labelled_rows"]
     assert july["quality_metric"] == "roc_auc" and july["quality_baseline"] is not None
 
-    [event] = monitoring.open_drift_events(MODEL)
-    assert event["payload"]["status"] == "pending" and event["payload"]["window"]["first"] == "2013-07-07"
+    [event] = open_drift_events(engine, MODEL)
+    assert event.payload.window.first == "2013-07-07"
     [asset_extra] = _drift_asset_events(summer)
-    assert asset_extra["event_id"] == event["id"] and asset_extra["window"] == "2013-07-07..2013-07-13"
+    assert asset_extra["event_id"] == event.id and asset_extra["window"] == "2013-07-07..2013-07-13"
 
     # The report: one complete page, kept under reports_dir and logged to the monitoring run in MLflow.
     report = Path(july["report_path"])
@@ -256,16 +263,15 @@ def test_score_and_monitor_real_flights(stack):
     # Monitoring July again replaces its row, keeps one drift event and sends nothing twice.
     again = _monitor(date(2013, 7, 14))
     assert again.state == "success"
-    assert [r["window_first"] for r in monitoring.monitoring_history(MODEL)] == ["2013-07-07", "2013-02-24"]
-    assert len(monitoring.open_drift_events(MODEL)) == 1
+    assert [r["window_first"] for r in monitoring_history(engine, MODEL)] == ["2013-07-07", "2013-02-24"]
+    assert len(open_drift_events(engine, MODEL)) == 1
     assert len([m for m in catcher.emails() if "drift in" in m["Subject"]]) == 1
 
 
 @pytest.mark.parametrize("warehouse_url", ["sqlite", "postgresql"], indirect=True)
-def test_monitoring_rows_and_drift_events_are_written_once_per_window(warehouse_url):
-    from airloop import monitoring
-
-    engine = warehouse.engine_for(warehouse_url)
+def test_monitoring_rows_and_drift_events_are_written_once_per_window(warehouse_url, models_dir):
+    ctx = ModelContext.load(MODEL)
+    engine = ctx.warehouse
     row = {
         "model": MODEL,
         "window_first": "2013-07-07",
@@ -279,44 +285,43 @@ def test_monitoring_rows_and_drift_events_are_written_once_per_window(warehouse_
         "reasons": json.dumps(["7 of 17 features drifted"]),
         "figures": json.dumps({"features": []}),
     }
-    monitoring.store_result(engine, row)
-    second = monitoring.store_result(engine, {**row, "champion_version": "2"})
-    [kept] = monitoring.monitoring_history(MODEL)
+    store_result(engine, row)
+    second = store_result(engine, {**row, "champion_version": "2"})
+    [kept] = monitoring_history(engine, MODEL)
     assert (kept["id"], kept["champion_version"]) == (second, "2")
     assert kept["reasons"] == ["7 of 17 features drifted"]
 
-    result = {
-        "window": {"first": "2013-07-07", "last": "2013-07-13"},
-        "drift": {"share": 0.41},
-        "quality": None,
-    }
-    recorded = monitoring.record_drift(MODEL, result, airflow_run_id="r1")
-    assert (
-        recorded["new"]
-        and monitoring.record_drift(MODEL, result, airflow_run_id="r2")["event_id"] == recorded["event_id"]
+    result = MonitorResult.model_validate(_drifted_result())
+    recorded = record_drift(ctx, result, airflow_run_id="r1")
+    assert recorded.new and record_drift(ctx, result, airflow_run_id="r2").event_id == recorded.event_id
+    [event] = open_drift_events(engine, MODEL)
+    assert event.payload.airflow_run_id == "r1"
+    handled = DriftHandledPayload(
+        model=MODEL,
+        outcome="promoted",
+        version="2",
+        champion_before="1",
+        reasons=[],
+        drift_event_id=event.id,
+        window="2013-07-07..2013-07-13",
+        train_run_id="retrain__r1",
+        window_last="2013-07-13",
     )
-    [event] = monitoring.open_drift_events(MODEL)
-    assert event["payload"]["airflow_run_id"] == "r1" and event["payload"]["status"] == "pending"
-    assert monitoring.mark_drift_handled(engine, MODEL, event["id"], {"outcome": "retrained"})
-    assert not monitoring.mark_drift_handled(engine, MODEL, event["id"], {"outcome": "retrained"})
-    assert monitoring.open_drift_events(MODEL) == []
-    assert monitoring.last_monitoring("another_model") is None
+    assert mark_drift_handled(engine, MODEL, handled)
+    assert not mark_drift_handled(engine, MODEL, handled)
+    assert open_drift_events(engine, MODEL) == []
+    assert last_monitoring(engine, "another_model") is None
 
 
-def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_dir, catcher, monkeypatch):
-    """Slack is down while the drift alert goes out: e-mail is delivered and recorded, the task fails naming
-    Slack, the retry sends Slack only, the failure alert reports the outage by e-mail, and the drift event
-    written before stays open."""
-    from types import SimpleNamespace
-
-    from airloop import monitoring
-    from airloop.airflow import alerting
-    from airloop.airflow.notify import AlertDeliveryError
-
-    result = {
+def _drifted_result(first: str = "2013-07-07", last: str = "2013-07-13") -> dict:
+    return {
         "model": MODEL,
-        "window": {"first": "2013-07-07", "last": "2013-07-13"},
+        "monitored": True,
+        "window": {"first": first, "last": last},
         "champion_version": "1",
+        "outcome": "drift",
+        "drifted": True,
+        "decided": True,
         "reasons": ["7 of 17 features drifted (41%), at least 30% is drift: temp 5.111"],
         "drift": {
             "share": 7 / 17,
@@ -329,6 +334,7 @@ def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_di
                     "method": "Wasserstein distance (normed)",
                     "score": 5.111,
                     "threshold": 0.4,
+                    "drifted": True,
                 }
             ],
         },
@@ -337,7 +343,20 @@ def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_di
         "report_url": "file:///reports/r.html",
         "mlflow_run_url": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
     }
-    monitoring.record_drift(MODEL, result, airflow_run_id="r1")
+
+
+def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_dir, catcher, monkeypatch):
+    """Slack is down while the drift alert goes out: e-mail is delivered and recorded, the task fails naming
+    Slack, the retry sends Slack only, the failure alert reports the outage by e-mail, and the drift event
+    written before stays open."""
+    from types import SimpleNamespace
+
+    from airloop.airflow import alerting
+    from airloop.airflow.notify import AlertDeliveryError
+
+    ctx = ModelContext.load(MODEL)
+    result = MonitorResult.model_validate(_drifted_result())
+    record_drift(ctx, result, airflow_run_id="r1")
     ti = SimpleNamespace(
         dag_id=f"{MODEL}_monitor",
         task_id="alert_drift",
@@ -353,12 +372,12 @@ def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_di
     )
 
     with pytest.raises(AlertDeliveryError, match="not delivered by slack"):
-        alerting.alert_drift(MODEL, result, context)
+        alerting.alert_drift(ctx, result, context)
     assert len(catcher.emails()) == 1 and catcher.webhooks() == []
 
     # The retry: Slack is back, and only Slack is sent.
     monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SLACK", json.dumps(working_slack))
-    assert [r["channel"] for r in alerting.alert_drift(MODEL, result, context)] == ["slack"]
+    assert [r["channel"] for r in alerting.alert_drift(ctx, result, context)] == ["slack"]
     assert len(catcher.emails()) == 1 and "temp: 5.111" in catcher.webhooks()[0]["text"]
 
     # Had the retries run out, the failure alert names the channel on the channels that work.
@@ -367,16 +386,16 @@ def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_di
     )
     try:
         alerting.alert_drift(
-            MODEL, {**result, "window": {"first": "2013-07-14", "last": "2013-07-20"}}, context
+            ctx, MonitorResult.model_validate(_drifted_result("2013-07-14", "2013-07-20")), context
         )
     except AlertDeliveryError as exc:
         error = exc
-    sent = alerting.alert_task_failure(MODEL, {**context, "exception": error})
+    sent = alerting.alert_task_failure(ctx, {**context, "exception": error})
     assert [(r["channel"], r["ok"]) for r in sent] == [("email", True), ("slack", False)]
     failure = catcher.emails()[-1]
     assert "task flights_delay_monitor.alert_drift failed: AlertDeliveryError" in failure["Subject"]
     assert "connection &#x27;airloop_slack&#x27;): " in failure.get_body(("html",)).get_content()
-    assert [e["payload"]["window"]["first"] for e in monitoring.open_drift_events(MODEL)] == ["2013-07-07"]
+    assert [e.payload.window.first for e in open_drift_events(ctx.warehouse, MODEL)] == ["2013-07-07"]
 
     # A task that fails on purpose right after an alert task is not announced again.
     after_alert = {
@@ -384,4 +403,4 @@ def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_di
         "task": SimpleNamespace(upstream_task_ids={"alert_drift"}),
         "exception": ValueError(),
     }
-    assert alerting.alert_task_failure(MODEL, after_alert) == []
+    assert alerting.alert_task_failure(ctx, after_alert) == []

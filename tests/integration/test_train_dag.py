@@ -21,8 +21,22 @@ import pytest
 import yaml
 from mlflow_server import MlflowServer, postgres_database
 
-from airloop import warehouse
-from airloop.demo.replay import day_frame
+from airloop.core.contracts import Gate
+from airloop.core.events import EventKind
+from airloop.local.demo.replay import day_frame
+from airloop.model.context import ModelContext
+from airloop.model.features import model_input
+from airloop.promote.promote import (
+    PromotionError,
+    promote_challenger,
+    promote_version,
+    promotion_history,
+    rollback,
+)
+from airloop.store.db import open_warehouse, sync_table
+from airloop.store.events import events_of
+from airloop.store.ledger import LedgerEntry, replace_partition
+from airloop.store.schema import batches_table
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +63,7 @@ def stack(airflow_db, airloop_home, warehouse_url, models_dir, tmp_path, monkeyp
     """Warehouse with three weeks of flights, a real MLflow server on the same kind of backend, the spec copy."""
     from mlflow import MlflowClient
 
-    from airloop.ingest import model_spec
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     _edit_spec(models_dir)
     airloop_home.home.mkdir(parents=True)  # as ingestion would have by now
@@ -63,27 +76,27 @@ def stack(airflow_db, airloop_home, warehouse_url, models_dir, tmp_path, monkeyp
         server = stack.enter_context(MlflowServer(backend, tmp_path / "artifacts", tmp_path / "mlflow.log"))
         monkeypatch.setenv("AIRLOOP_MLFLOW_TRACKING_URI", server.url)
         settings.cache_clear()
-        engine = warehouse.engine_for(warehouse_url)
-        _load_days(engine, model_spec(MODEL), {day: day_frame(day) for day in DAYS})
+        engine = open_warehouse(warehouse_url)
+        _load_days(engine, _spec(), {day: day_frame(day) for day in DAYS})
         yield engine, MlflowClient(server.url)
         settings.cache_clear()
 
 
 def _load_days(engine, spec, frames: dict[date, pd.DataFrame], tag: str = "orig") -> None:
-    warehouse.ensure_tables(engine, spec)
+    sync_table(engine, batches_table(spec))
     for day, frame in frames.items():
-        ledger_row = {
-            "checksum": f"{tag}-{day.isoformat()}".ljust(64, "0"),
-            "validation_result_id": f"{MODEL}-{day.isoformat()}-{tag}",
-            "files": ["flights.parquet"],
-        }
-        warehouse.replace_partition(engine, spec, day.isoformat(), frame, ledger_row=ledger_row)
+        entry = LedgerEntry(
+            partition=day.isoformat(),
+            status="passed",
+            checksum=f"{tag}-{day.isoformat()}".ljust(64, "0"),
+            validation_result_id=f"{MODEL}-{day.isoformat()}-{tag}",
+            files=["flights.parquet"],
+        )
+        replace_partition(engine, spec, frame, entry)
 
 
 def _shuffle_training_labels(engine) -> None:
     """Permute the target across every non-holdout row: features and labels no longer belong together."""
-    from airloop.ingest import model_spec
-
     training_days = DAYS[:-HOLDOUT_DAYS]
     frames = [day_frame(day) for day in training_days]
     everything = pd.concat(frames, ignore_index=True)
@@ -93,11 +106,15 @@ def _shuffle_training_labels(engine) -> None:
     for day, frame in zip(training_days, frames, strict=True):
         replaced[day] = frame.assign(arr_delay=shuffled[start : start + len(frame)])
         start += len(frame)
-    _load_days(engine, model_spec(MODEL), replaced, tag="shuffled")
+    _load_days(engine, _spec(), replaced, tag="shuffled")
+
+
+def _aliases(client) -> dict[str, str]:
+    return dict(client.get_registered_model(MODEL).aliases)
 
 
 def _train_dag():
-    from airloop.settings import settings
+    from airloop.core.settings import settings
 
     settings.cache_clear()
     module_spec = importlib.util.spec_from_file_location("train_dags", ROOT / "dags" / "train.py")
@@ -136,8 +153,6 @@ def _champion_events(dag_run) -> list:
 
 def test_train_gate_promote_refuse_force_and_rollback(stack):
     import mlflow
-
-    from airloop import registry
 
     engine, client = stack
     started = time.perf_counter()
@@ -178,7 +193,7 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     assert [p["role"] for p in lineage["partitions"]].count("holdout") == HOLDOUT_DAYS
 
     # Registered, champion (the first model clears the floor), and the Asset event says which version.
-    assert registry.aliases(client, MODEL) == {"challenger": "1", "champion": "1"}
+    assert _aliases(client) == {"challenger": "1", "champion": "1"}
     assert client.get_model_version(MODEL, "1").run_id == run.info.run_id
     assert _champion_events(first) == [{"version": "1", "previous": None}]
 
@@ -189,10 +204,10 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     assert second.state == "success"
     states = _task_states(second)
     assert (states["evaluate_gate"], states["promote_champion"]) == ("success", "skipped")
-    assert registry.aliases(client, MODEL) == {"challenger": "2", "champion": "1"}
-    [refused] = warehouse.events_for(engine, MODEL, ["promotion_refused"])
-    assert refused["payload"]["version"] == "2" and refused["payload"]["champion_version"] == "1"
-    assert any("the challenger is not better" in r for r in refused["payload"]["reasons"])
+    assert _aliases(client) == {"challenger": "2", "champion": "1"}
+    [refused] = events_of(engine, MODEL, [EventKind.PROMOTION_REFUSED])
+    assert refused.payload.version == "2" and refused.payload.champion_before == "1"
+    assert any("the challenger is not better" in r for r in refused.payload.reasons)
     rejected_run = _training_run(client, second)
     assert rejected_run.data.params["search/start"] == "champion v1"
     [warm] = client.search_runs(
@@ -213,15 +228,15 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     assert _champion_events(second) == []
 
     # Forced over the gate, with the reason logged; then rolled back.
-    forced = registry.promote_version(MODEL, 2, force=True, reason="integration test")
-    assert forced["promoted"] and forced["forced"]
-    assert registry.aliases(client, MODEL) == {"challenger": "2", "champion": "2", "previous": "1"}
-    rolled = registry.rollback(MODEL, reason="shuffled labels")
-    assert (rolled["champion"], rolled["from_version"]) == ("1", "2")
-    assert registry.aliases(client, MODEL) == {"challenger": "2", "champion": "1"}
-    with pytest.raises(registry.PromotionError, match="no previous champion"):
-        registry.rollback(MODEL)
-    history = registry.champion_summary(MODEL)["history"]
+    forced = promote_version(_ctx(), 2, force=True, reason="integration test")
+    assert forced.promoted and forced.forced
+    assert _aliases(client) == {"challenger": "2", "champion": "2", "previous": "1"}
+    rolled = rollback(_ctx(), reason="shuffled labels")
+    assert (rolled.champion, rolled.from_version) == ("1", "2")
+    assert _aliases(client) == {"challenger": "2", "champion": "1"}
+    with pytest.raises(PromotionError, match="no previous champion"):
+        rollback(_ctx())
+    history = promotion_history(_ctx())
     assert [(h["kind"], h["version"]) for h in history] == [
         ("promotion", "1"),
         ("promotion_refused", "2"),
@@ -236,9 +251,11 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     assert champion.run_id == run.info.run_id
     holdout = day_frame(DAYS[-1]).head(50)
     loaded = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
+    first_version = mlflow.sklearn.load_model(f"models:/{MODEL}/1")
+    task = _ctx().task
     assert np.allclose(
-        registry.predict_proba(loaded, holdout, _spec()),
-        registry.predict_proba(mlflow.sklearn.load_model(f"models:/{MODEL}/1"), holdout, _spec()),
+        task.predict(loaded, model_input(holdout, _spec(), loaded)),
+        task.predict(first_version, model_input(holdout, _spec(), first_version)),
     )
 
     # Two promotions decided against the same champion at the same moment: exactly one moves it.
@@ -248,43 +265,43 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
 
     def promote(gate):
         barrier.wait()
-        results.append(registry.promote_challenger(MODEL, gate))
+        results.append(promote_challenger(_ctx(), gate))
 
     threads = [threading.Thread(target=promote, args=(gate,)) for gate in gates]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(r["promoted"] for r in results) == [False, True]
-    [lost] = [r for r in results if not r["promoted"]]
-    assert "the champion changed since the decision: it was v1" in lost["reasons"][0]
-    [won] = [r for r in results if r["promoted"]]
-    assert registry.aliases(client, MODEL)["champion"] == won["version"]
+    assert sorted(r.promoted for r in results) == [False, True]
+    [lost] = [r for r in results if not r.promoted]
+    assert "the champion changed since the decision: it was v1" in lost.reasons[0]
+    [won] = [r for r in results if r.promoted]
+    assert _aliases(client)["champion"] == won.version
+
+
+def _ctx() -> ModelContext:
+    return ModelContext.load(MODEL)
 
 
 def _spec():
-    from airloop.ingest import model_spec
-
-    return model_spec(MODEL)
+    return _ctx().spec
 
 
-def _passed_gate(version: str, run_id: str) -> dict:
-    return {
-        "model": MODEL,
-        "challenger_version": version,
-        "challenger_run_id": run_id,
-        "champion_version": "1",
-        "promote": True,
-        "approval_required": False,
-        "reasons": ["passed (test)"],
-        "evidence": {},
-    }
+def _passed_gate(version: str, run_id: str) -> Gate:
+    return Gate(
+        model=MODEL,
+        challenger_version=version,
+        challenger_run_id=run_id,
+        champion_version="1",
+        promote=True,
+        approval_required=False,
+        reasons=["passed (test)"],
+        evidence={},
+    )
 
 
 @pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
 def test_manual_approval_rejected_then_approved(stack, models_dir):
-    from airloop import registry
-
     engine, client = stack
     _edit_spec(models_dir, approval="manual")
 
@@ -292,16 +309,16 @@ def test_manual_approval_rejected_then_approved(stack, models_dir):
     assert rejected.state == "success"
     states = _task_states(rejected)
     assert (states["approve_promotion"], states["promote_champion"]) == ("success", "skipped")
-    assert registry.aliases(client, MODEL) == {"challenger": "1"}
-    [refused] = warehouse.events_for(engine, MODEL, ["promotion_refused"])
-    assert refused["payload"]["reasons"] == ["approval refused by reviewer"]
-    assert refused["payload"]["stage"] == "approval"
+    assert _aliases(client) == {"challenger": "1"}
+    [refused] = events_of(engine, MODEL, [EventKind.PROMOTION_REFUSED])
+    assert refused.payload.reasons == ["approval refused by reviewer"]
+    assert refused.payload.stage == "approval"
     assert _training_run(client, rejected).data.tags["airloop.gate"] == "refused"
 
     approved = _run_answering("Approve")
     assert _task_states(approved)["promote_champion"] == "success"
-    assert registry.aliases(client, MODEL) == {"challenger": "2", "champion": "2"}
-    promoted = registry.champion_summary(MODEL)["history"][-1]
+    assert _aliases(client) == {"challenger": "2", "champion": "2"}
+    promoted = promotion_history(_ctx())[-1]
     assert promoted["kind"] == "promotion" and promoted["reasons"][-1] == "approved by reviewer"
 
 

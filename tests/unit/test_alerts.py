@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airloop.alerts import MAX_FILES_LISTED, MAX_SUBJECT_CHARS, Alert, quarantine_alert, retrain_alert
+from airloop.core.contracts import RetrainOutcome
 
 pytestmark = pytest.mark.unit
 
@@ -99,8 +100,9 @@ def test_quarantine_alert_names_model_partition_reason_place_and_links() -> None
     assert f"Airflow run: {LINKS['Airflow run']}" in alert.text
 
 
-def _outcome(**overrides: object) -> dict:
+def _outcome(**overrides: object) -> RetrainOutcome:
     outcome = {
+        "model": "flights_delay",
         "outcome": "champion kept",
         "version": "4",
         "champion_before": "3",
@@ -110,7 +112,7 @@ def _outcome(**overrides: object) -> dict:
         "train_run_id": "retrain__manual__1",
     }
     outcome.update(overrides)
-    return outcome
+    return RetrainOutcome.model_validate(outcome)
 
 
 @pytest.mark.parametrize(
@@ -139,8 +141,8 @@ def _outcome(**overrides: object) -> dict:
     ],
 )
 def test_retrain_alert_says_what_started_it_and_what_came_of_it(overrides, subject, headline) -> None:
-    alert = retrain_alert("flights_delay", _outcome(**overrides), LINKS)
+    outcome = _outcome(**overrides)
+    alert = retrain_alert(outcome, LINKS)
     assert alert.subject == f"[airloop] flights_delay: {subject}"
     assert headline in alert.text and headline in alert.slack_text
-    reasons = _outcome(**overrides)["reasons"]
-    assert all(reason in alert.text for reason in reasons)
+    assert all(reason in alert.text for reason in outcome.reasons)

@@ -1,8 +1,8 @@
 """``airloop status`` from a real SQLite warehouse: batches, the last monitoring, drift events and retrains.
 
 The event log is written by the library's own writers (``record_drift``, ``retrain_outcome``) in the order a
-loop writes it; only the gate's decisions, which the registry writes after scoring two models, are written here
-as the registry writes them.
+loop writes it; only the gate's decisions, which the promotion writes after scoring two models, are written here
+as the promotion writes them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from datetime import date, timedelta
 
 import pytest
 
-from airloop import warehouse
-from airloop.monitoring import record_drift, store_result
-from airloop.retraining import AGE_RETRAIN, KEPT, PROMOTED, ChampionFacts, retrain_check, retrain_outcome
+from airloop.core.contracts import ColumnDrift, DriftSummary, MonitoredWindow, MonitorResult, RetrainOutcome
+from airloop.core.events import EventKind, PromotionPayload, PromotionRefusedPayload
+from airloop.model.context import ModelContext
+from airloop.monitor.monitor import record_drift
+from airloop.retrain.policy import KEPT, PROMOTED
+from airloop.retrain.retrain import ChampionFacts, retrain_check, retrain_outcome
 from airloop.status import (
     TEXT_BATCHES,
     TEXT_NOT_PASSED,
@@ -23,6 +26,9 @@ from airloop.status import (
     format_status,
     warehouse_status,
 )
+from airloop.store.events import events_of, record_event
+from airloop.store.ledger import PASSED, QUARANTINED, LedgerEntry, record_batch
+from airloop.store.monitoring import store_result
 
 pytestmark = pytest.mark.unit
 
@@ -43,75 +49,87 @@ def airloop_home(airloop_home, tmp_path):
 
 
 @pytest.fixture
-def engine(airloop_home):
-    engine = warehouse.engine_for(airloop_home.warehouse_url)
-    warehouse.ensure_tables(engine)
-    return engine
+def ctx(airloop_home) -> ModelContext:
+    return ModelContext.load(MODEL, airloop_home)
+
+
+@pytest.fixture
+def engine(ctx):
+    return ctx.warehouse
 
 
 def _batches(engine, first: date, days: int, quarantined: set[int] = frozenset()) -> None:
     for n in range(days):
         day = (first + timedelta(days=n)).isoformat()
-        row = {"status": "passed", "rows": 800 + n, "checksum": f"{n:064d}", "files": []}
+        entry = LedgerEntry(partition=day, status=PASSED, rows=800 + n, checksum=f"{n:064d}")
         if n in quarantined:
-            row.update(status="quarantined", rows=None, reason=f"arr_delay above 1800 on {day}")
-        warehouse.record_batch(engine, MODEL, day, row)
+            entry = dataclasses.replace(
+                entry, status=QUARANTINED, rows=None, reason=f"arr_delay above 1800 on {day}"
+            )
+        record_batch(engine, MODEL, entry)
 
 
-def _drift(config, first: str, last: str, share: float = 0.5, top: tuple[str, ...] = ()) -> int:
-    """A drift event as a monitor run writes it (the summary of ``monitor_window``, trimmed)."""
-    result = {
-        "window": {"first": first, "last": last},
-        "drifted": True,
-        "reasons": [f"{share:.0%} of the features drifted"],
-        "drift": {
-            "share": share,
-            "drifted_features": round(share * 17),
-            "features": 17,
-            "top": [
-                {
-                    "column": c,
-                    "method": "wasserstein",
-                    "score": 0.9 - i / 10,
-                    "threshold": 0.4,
-                    "drifted": True,
-                }
+def _drift(ctx: ModelContext, first: str, last: str, share: float = 0.5, top: tuple[str, ...] = ()) -> int:
+    """A drift event as a monitor run writes it (the result of ``monitor_window``, trimmed)."""
+    result = MonitorResult(
+        model=MODEL,
+        window=MonitoredWindow(first=first, last=last),
+        monitored=True,
+        outcome="drift",
+        drifted=True,
+        decided=True,
+        reasons=[f"{share:.0%} of the features drifted"],
+        drift=DriftSummary(
+            share=share,
+            drifted_features=round(share * 17),
+            features=17,
+            threshold_share=0.3,
+            top=[
+                ColumnDrift(column=c, method="wasserstein", score=0.9 - i / 10, threshold=0.4, drifted=True)
                 for i, c in enumerate(top)
             ],
-        },
-        "quality": None,
-    }
-    return record_drift(MODEL, result, airflow_run_id="monitor", config=config)["event_id"]
+        ),
+        quality=None,
+    )
+    return record_drift(ctx, result, airflow_run_id="monitor").event_id
 
 
 def _retrain(
-    engine,
-    config,
+    ctx: ModelContext,
     run: str,
-    decision: str | None,
+    decision: EventKind | None,
     version: str,
     champion: str | None,
     facts: ChampionFacts | None = None,
-) -> dict:
+) -> RetrainOutcome:
     """What the retrain DAG does once its sensor found a retrain due: the training run's gate decision (written
-    as the registry writes it), then ``retrain_outcome``."""
-    due = retrain_check(MODEL, facts, config=config).payload()
+    as the promotion writes it), then ``retrain_outcome``."""
+    due = retrain_check(ctx, facts).payload()
     assert due is not None
-    if decision == "promotion":
-        payload = {
-            "version": version,
-            "from_version": champion,
-            "reasons": ["roc_auc +0.0300 meets the margin"],
-        }
-    elif decision == "promotion_refused":
-        payload = {
-            "version": version,
-            "champion_version": champion,
-            "reasons": ["the challenger is not better", "the improvement is not significant"],
-        }
-    if decision is not None:
-        warehouse.record_event(engine, MODEL, decision, {**payload, "airflow_run_id": run})
-    return retrain_outcome(MODEL, due, run, "success" if decision else "failed", config=config)
+    common = {
+        "version": version,
+        "champion_before": champion,
+        "run_id": f"mlflow-{run}",
+        "airflow_run_id": run,
+    }
+    if decision == EventKind.PROMOTION:
+        payload = PromotionPayload(
+            **common,
+            forced=False,
+            reasons=["roc_auc +0.0300 meets the margin"],
+            decision={},
+            move_key=f"promotion:{MODEL}:{run}:v{version}",
+        )
+        record_event(ctx.warehouse, MODEL, payload)
+    elif decision == EventKind.PROMOTION_REFUSED:
+        payload = PromotionRefusedPayload(
+            **common,
+            stage="gate",
+            reasons=["the challenger is not better", "the improvement is not significant"],
+            decision={},
+        )
+        record_event(ctx.warehouse, MODEL, payload)
+    return retrain_outcome(ctx, due, run, "success" if decision else "failed")
 
 
 def _monitoring(engine, first: str, last: str) -> None:
@@ -135,8 +153,8 @@ def _monitoring(engine, first: str, last: str) -> None:
     )
 
 
-def test_an_empty_warehouse_has_no_batch_no_drift_and_no_retrain(airloop_home):
-    status = warehouse_status(MODEL, airloop_home)
+def test_an_empty_warehouse_has_no_batch_no_drift_and_no_retrain(ctx):
+    status = warehouse_status(ctx)
     assert status["batches"] == [] and status["retrains"] == [] and status["open_drift_events"] == []
     assert status["drift"] == {"events": 0, "pending": 0, "last": None}
     assert status["monitoring"] is None
@@ -145,12 +163,12 @@ def test_an_empty_warehouse_has_no_batch_no_drift_and_no_retrain(airloop_home):
     assert "drift events: none" in text and "retrains: none yet" in text
 
 
-def test_a_pending_drift_event_is_the_last_one_with_its_top_features(engine, airloop_home):
+def test_a_pending_drift_event_is_the_last_one_with_its_top_features(ctx, engine):
     _batches(engine, date(2013, 7, 15), 6)
     _monitoring(engine, "2013-07-18", "2013-07-20")
-    event = _drift(airloop_home, "2013-07-18", "2013-07-20", 0.53, top=("temp", "dewp", "month", "humid"))
+    event = _drift(ctx, "2013-07-18", "2013-07-20", 0.53, top=("temp", "dewp", "month", "humid"))
 
-    status = warehouse_status(MODEL, airloop_home)
+    status = warehouse_status(ctx)
     last = status["drift"]["last"]
     assert status["drift"]["events"] == 1 and status["drift"]["pending"] == 1
     assert last["id"] == event and last["window"] == "2013-07-18..2013-07-20"
@@ -170,17 +188,17 @@ def test_a_pending_drift_event_is_the_last_one_with_its_top_features(engine, air
     assert "humid" not in text
 
 
-def test_retrains_promoted_then_champion_kept_with_a_superseded_event(engine, airloop_home):
-    first = _drift(airloop_home, "2013-07-18", "2013-07-20")
-    promoted = _retrain(engine, airloop_home, "retrain__a", "promotion", "2", "1")
-    assert promoted["outcome"] == PROMOTED
+def test_retrains_promoted_then_champion_kept_with_a_superseded_event(ctx, engine):
+    first = _drift(ctx, "2013-07-18", "2013-07-20")
+    promoted = _retrain(ctx, "retrain__a", EventKind.PROMOTION, "2", "1")
+    assert promoted.outcome == PROMOTED
     # Two drift events before the next retrain: it trains on the newest and closes both.
-    older = _drift(airloop_home, "2013-07-25", "2013-07-27", top=("temp",))
-    newer = _drift(airloop_home, "2013-07-26", "2013-07-28", 0.7, top=("wind_gust", "temp"))
-    kept = _retrain(engine, airloop_home, "retrain__b", "promotion_refused", "3", "2")
-    assert kept["outcome"] == KEPT and kept["handled_events"] == [older, newer]
+    older = _drift(ctx, "2013-07-25", "2013-07-27", top=("temp",))
+    newer = _drift(ctx, "2013-07-26", "2013-07-28", 0.7, top=("wind_gust", "temp"))
+    kept = _retrain(ctx, "retrain__b", EventKind.PROMOTION_REFUSED, "3", "2")
+    assert kept.outcome == KEPT and kept.handled_events == [older, newer]
 
-    status = warehouse_status(MODEL, airloop_home)
+    status = warehouse_status(ctx)
     assert status["drift"]["events"] == 3 and status["drift"]["pending"] == 0
     assert status["open_drift_events"] == []
     last = status["drift"]["last"]
@@ -198,6 +216,11 @@ def test_retrains_promoted_then_champion_kept_with_a_superseded_event(engine, ai
     assert retrains[1]["handled_events"] == [older, newer]
     assert retrains[1]["reasons"] == ["the challenger is not better", "the improvement is not significant"]
     assert all(r["at"] for r in retrains)
+    # The gate's decisions are the promotion history, each with the champion of its time.
+    assert [(h["kind"], h["version"], h["from_version"]) for h in status["history"]] == [
+        ("promotion", "2", "1"),
+        ("promotion_refused", "3", "2"),
+    ]
     json.dumps(status)  # --json prints it as it is
 
     text = format_status(status)
@@ -211,31 +234,34 @@ def test_retrains_promoted_then_champion_kept_with_a_superseded_event(engine, ai
         in text
     )
     assert "    why: the challenger is not better; the improvement is not significant" in text
+    assert "promotion history: 2 decisions" in text
+    assert "promotion v2 (was v1): roc_auc +0.0300 meets the margin" in text
+    assert "promotion_refused v3 (was v2): the challenger is not better" in text
 
 
-def test_a_failed_retrain_leaves_its_drift_event_pending_and_is_no_retrain(engine, airloop_home):
-    event = _drift(airloop_home, "2013-07-18", "2013-07-20")
-    failed = _retrain(engine, airloop_home, "retrain__a", None, "2", "1")
-    assert failed["outcome"] == "retrain failed"
+def test_a_failed_retrain_leaves_its_drift_event_pending_and_is_no_retrain(ctx, engine):
+    event = _drift(ctx, "2013-07-18", "2013-07-20")
+    failed = _retrain(ctx, "retrain__a", None, "2", "1")
+    assert failed.outcome == "retrain failed"
 
-    status = warehouse_status(MODEL, airloop_home)
+    status = warehouse_status(ctx)
     assert status["retrains"] == []
     assert (status["drift"]["last"]["id"], status["drift"]["last"]["status"]) == (event, "pending")
     assert [e["id"] for e in status["open_drift_events"]] == [event]
 
 
-def test_the_text_is_bounded_and_the_json_complete(engine, airloop_home):
+def test_the_text_is_bounded_and_the_json_complete(ctx, engine):
     days = 60
     quarantined = set(range(2, days, 4))  # 15 batches
     _batches(engine, date(2013, 1, 1), days, quarantined)
     for n in range(8):
         last = date(2013, 3, 1) + timedelta(weeks=n)
-        _drift(airloop_home, (last - timedelta(days=6)).isoformat(), last.isoformat())
-        _retrain(engine, airloop_home, f"retrain__{n}", "promotion", str(n + 2), str(n + 1))
+        _drift(ctx, (last - timedelta(days=6)).isoformat(), last.isoformat())
+        _retrain(ctx, f"retrain__{n}", EventKind.PROMOTION, str(n + 2), str(n + 1))
     # Two drift events no retrain has handled yet.
-    pending = [_drift(airloop_home, f"2013-10-{d:02d}", f"2013-10-{d + 6:02d}") for d in (1, 8)]
+    pending = [_drift(ctx, f"2013-10-{d:02d}", f"2013-10-{d + 6:02d}") for d in (1, 8)]
 
-    status = warehouse_status(MODEL, airloop_home)
+    status = warehouse_status(ctx)
     assert len(status["batches"]) == days and status["counts"] == {"passed": days - 15, "quarantined": 15}
     assert len(status["retrains"]) == 8
     assert [e["id"] for e in status["open_drift_events"]] == pending
@@ -263,22 +289,22 @@ def test_retrains_on_the_champions_age_alone_and_with_a_drift_event(engine, airl
     raw = yaml.safe_load((airloop_home.models_dir / f"{MODEL}.yaml").read_text())
     raw["monitoring"]["max_champion_age_days"] = 30
     (models / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
-    config = dataclasses.replace(airloop_home, models_dir=models)
+    capped = ModelContext.load(MODEL, dataclasses.replace(airloop_home, models_dir=models))
     _batches(engine, date(2013, 7, 1), 51)  # up to 2013-08-20
     aged = _retrain(
-        engine, config, "retrain__age", "promotion", "3", "2", ChampionFacts("2", "2013-07-10", 0)
+        capped, "retrain__age", EventKind.PROMOTION, "3", "2", ChampionFacts("2", "2013-07-10", 0)
     )
-    assert aged["drift_event_id"] is None and aged["handled_events"] == []
+    assert aged.drift_event_id is None and aged.handled_events == []
     # Later, a drift event due while the champion (trained up to 2013-08-20) is past the cap again.
     _batches(engine, date(2013, 8, 21), 41)  # up to 2013-09-30
-    event = _drift(config, "2013-09-26", "2013-09-28")
+    event = _drift(capped, "2013-09-26", "2013-09-28")
     both = _retrain(
-        engine, config, "retrain__both", "promotion_refused", "4", "3", ChampionFacts("3", "2013-08-20", 0)
+        capped, "retrain__both", EventKind.PROMOTION_REFUSED, "4", "3", ChampionFacts("3", "2013-08-20", 0)
     )
-    assert both["handled_events"] == [event]
-    assert len(warehouse.events_for(engine, MODEL, [AGE_RETRAIN])) == 2
+    assert both.handled_events == [event]
+    assert len(events_of(engine, MODEL, [EventKind.AGE_RETRAIN])) == 2
 
-    status = warehouse_status(MODEL, config)
+    status = warehouse_status(capped)
     retrains = status["retrains"]
     assert [(r["train_run_id"], r["trigger"], r["outcome"], r["champion_age_days"]) for r in retrains] == [
         ("retrain__age", "age", PROMOTED, 41),

@@ -11,15 +11,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airloop import warehouse
 from airloop.airflow.notify import AlertDeliveryError, raise_if_failed, send_alert
 from airloop.alerts import Alert, drift_alert, failure_alert, quarantine_alert, retrain_alert
-from airloop.ingest import model_spec
-from airloop.settings import settings
+from airloop.core.contracts import MonitorResult, Quarantined, RetrainOutcome
+from airloop.core.events import AlertSentPayload
+from airloop.model.context import ModelContext
+from airloop.store.events import event_keys, record_event
 
 log = logging.getLogger(__name__)
 
-ALERT_SENT = "alert_sent"
 #: Characters of an exception's message put in a failure alert; the task log has the rest.
 MAX_ERROR_CHARS = 1500
 #: Tasks whose ids start with this deliver alerts (``alert_quarantine``, ``alert_drift``).
@@ -27,64 +27,62 @@ ALERT_TASK_PREFIX = "alert_"
 
 
 def alert_quarantine(
-    model: str, quarantined: Mapping[str, Any], context: Mapping[str, Any]
+    ctx: ModelContext, quarantined: Quarantined, context: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """Tell the model's channels that a batch was quarantined; raises if a channel could not be reached."""
-    config = settings()
-    partition = quarantined["partition"]
     links = _run_link(context)
-    links["Data Docs"] = (config.data_docs_dir / "index.html").as_uri()
+    links["Data Docs"] = (ctx.settings.data_docs_dir / "index.html").as_uri()
     alert = quarantine_alert(
-        model=model,
-        partition=partition,
-        reason=quarantined["reason"],
-        rows=quarantined.get("rows"),
-        files=list(quarantined.get("files", [])),
-        quarantine_path=quarantined["quarantine_path"],
+        model=ctx.name,
+        partition=quarantined.partition,
+        reason=quarantined.reason,
+        rows=quarantined.rows,
+        files=list(quarantined.files),
+        quarantine_path=quarantined.quarantine_path,
         links=links,
     )
-    key = f"alert:quarantine:{model}:{partition}:{quarantined['checksum']}:"
-    return _deliver(model, alert, key, context, partition=partition)
+    key = f"alert:quarantine:{ctx.name}:{quarantined.partition}:{quarantined.checksum}:"
+    return _deliver(ctx, alert, key, context, partition=quarantined.partition)
 
 
-def alert_drift(model: str, result: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Tell the model's channels that a monitored window drifted (``result`` is what
-    :func:`airloop.monitoring.monitor_window` returned); raises if a channel could not be reached."""
-    window = f"{result['window']['first']}..{result['window']['last']}"
+def alert_drift(ctx: ModelContext, result: MonitorResult, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Tell the model's channels that a monitored window drifted; raises if a channel could not be reached."""
+    window = result.window.label
     links = {}
-    if result.get("report_url"):
-        links["Drift report"] = result["report_url"]
-    if result.get("mlflow_run_url"):
-        links["MLflow run"] = result["mlflow_run_url"]
+    if result.report_url:
+        links["Drift report"] = result.report_url
+    if result.mlflow_run_url:
+        links["MLflow run"] = result.mlflow_run_url
     links |= _run_link(context)
-    drift = result["drift"]
+    drift = result.drift
+    assert drift is not None and result.champion_version is not None  # a drifted window was monitored
     alert = drift_alert(
-        model,
+        ctx.name,
         window,
-        champion_version=result["champion_version"],
-        drift_share=drift["share"],
-        drifted_features=drift["drifted_features"],
-        features=drift["features"],
-        threshold_share=drift["threshold_share"],
-        top_features=drift["top"],
-        prediction=result.get("prediction"),
-        quality=result.get("quality"),
-        reasons=result["reasons"],
+        champion_version=result.champion_version,
+        drift_share=drift.share,
+        drifted_features=drift.drifted_features,
+        features=drift.features,
+        threshold_share=drift.threshold_share,
+        top_features=[f.to_json() for f in drift.top],
+        prediction=result.prediction.to_json() if result.prediction else None,
+        quality=result.quality.to_json() if result.quality else None,
+        reasons=result.reasons,
         links=links,
     )
-    return _deliver(
-        model, alert, f"alert:drift:{model}:{window}:", context, partition=result["window"]["last"]
-    )
+    return _deliver(ctx, alert, f"alert:drift:{ctx.name}:{window}:", context, partition=result.window.last)
 
 
-def alert_retrain(model: str, outcome: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Tell the model's channels what a drift-triggered retrain decided; raises if a channel could not be reached."""
-    alert = retrain_alert(model, outcome, _run_link(context))
-    key = f"alert:retrain:{model}:{outcome['drift_event_id']}:{outcome['train_run_id']}:"
-    return _deliver(model, alert, key, context, partition=outcome["window"].split("..")[-1])
+def alert_retrain(
+    ctx: ModelContext, outcome: RetrainOutcome, context: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Tell the model's channels what a retrain decided; raises if a channel could not be reached."""
+    alert = retrain_alert(outcome, _run_link(context))
+    key = f"alert:retrain:{ctx.name}:{outcome.drift_event_id}:{outcome.train_run_id}:"
+    return _deliver(ctx, alert, key, context, partition=outcome.window.split("..")[-1])
 
 
-def alert_task_failure(model: str, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+def alert_task_failure(ctx: ModelContext, context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Tell the model's channels that a task failed for good; the on-failure callback of every airloop task.
 
     A task right downstream of an alert task (``alert_*``) is skipped: it fails on purpose to show the run red
@@ -103,7 +101,7 @@ def alert_task_failure(model: str, context: Mapping[str, Any]) -> list[dict[str,
     try:
         message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
         alert = failure_alert(
-            model,
+            ctx.name,
             dag_id=ti.dag_id,
             task_id=ti.task_id,
             run_id=ti.run_id,
@@ -111,46 +109,32 @@ def alert_task_failure(model: str, context: Mapping[str, Any]) -> list[dict[str,
             error=message[:MAX_ERROR_CHARS],
             links=_run_link(context),
         )
-        results = send_alert(model_spec(model).alerts, alert, context)
+        results = send_alert(ctx.spec.alerts, alert, context)
     except Exception:  # a failure alert must never hide the task's own error
-        log.exception("the failure alert for %s.%s of %s could not be sent", ti.dag_id, ti.task_id, model)
+        log.exception("the failure alert for %s.%s of %s could not be sent", ti.dag_id, ti.task_id, ctx.name)
         return []
     return [{"channel": r.channel, "ok": r.ok, "error": r.error} for r in results]
 
 
 def _deliver(
-    model: str,
-    alert: Alert,
-    key: str,
-    context: Mapping[str, Any],
-    *,
-    partition: str | None = None,
+    ctx: ModelContext, alert: Alert, key: str, context: Mapping[str, Any], *, partition: str | None = None
 ) -> list[dict[str, Any]]:
     """Send ``alert`` by the channels not yet recorded under ``key``, record the delivered ones, and raise
     :class:`~airloop.airflow.notify.AlertDeliveryError` for the failed ones."""
-    config = settings()
-    spec = model_spec(model, config)
-    engine = warehouse.engine_for(config.warehouse_url)
-    warehouse.ensure_tables(engine)
-    sent = {k.removeprefix(key) for k in warehouse.event_keys(engine, key)}
-    results = send_alert(spec.alerts, alert, context, skip=sent)
+    engine = ctx.warehouse
+    sent = {k.removeprefix(key) for k in event_keys(engine, key)}
+    results = send_alert(ctx.spec.alerts, alert, context, skip=sent)
     ti = context.get("ti")
     for result in results:
         if result.ok:
-            warehouse.record_event(
-                engine,
-                model,
-                ALERT_SENT,
-                {
-                    "channel": result.channel,
-                    "conn_id": result.conn_id,
-                    "subject": alert.subject,
-                    "dag_id": getattr(ti, "dag_id", None),
-                    "run_id": getattr(ti, "run_id", None),
-                },
-                partition=partition,
-                dedup_key=key + result.channel,
+            payload = AlertSentPayload(
+                channel=result.channel,
+                conn_id=result.conn_id,
+                subject=alert.subject,
+                dag_id=getattr(ti, "dag_id", None),
+                run_id=getattr(ti, "run_id", None),
             )
+            record_event(engine, ctx.name, payload, partition=partition, dedup_key=key + result.channel)
     raise_if_failed(results)
     return [{"channel": r.channel, "ok": r.ok, "error": r.error} for r in results]
 

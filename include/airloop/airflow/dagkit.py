@@ -1,20 +1,27 @@
-"""What every airloop DAG file shares: the specs, default arguments (with the failure alert), the timetables,
-the partition key and the reading of triggering Asset events.
+"""What every airloop DAG file shares at parse time: the specs, default arguments (with the failure alert) and
+the timetables. What tasks do when they run is :mod:`airloop.airflow.tasks`.
 
 Cheap at parse time: reads YAML specs, touches no database, connection or tracking server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable
 from airflow.sdk.bases.notifier import BaseNotifier
+from airflow.sdk.bases.timetable import BaseTimetable
+from airflow.sdk.exceptions import AirflowTimetableInvalid
 
-from airloop.settings import settings
-from airloop.spec import ModelSpec, load_specs
+from airloop.airflow.alerting import alert_task_failure
+from airloop.core.errors import ConfigError
+from airloop.core.settings import settings
+from airloop.core.spec import ModelSpec
+from airloop.model.context import ModelContext, load_model_specs
+
+#: XCom keys of results handed on beside a task's return value (a branch's or a short-circuit's decision).
+VERDICT, GATE, RESULT = "verdict", "gate", "result"
 
 
 class FailureAlert(BaseNotifier):
@@ -29,14 +36,42 @@ class FailureAlert(BaseNotifier):
         self.model = model
 
     def notify(self, context: Any) -> None:
-        from airloop.airflow.alerting import alert_task_failure
-
-        alert_task_failure(self.model, context)
+        alert_task_failure(ModelContext.load(self.model), context)
 
 
-def model_specs() -> list[ModelSpec]:
-    """Every model spec under the configured models folder."""
-    return load_specs(settings().models_dir)
+def model_specs(namespace: dict[str, Any]) -> list[ModelSpec]:
+    """Every spec of the configured models folder that loads; a broken one does not hide the others.
+
+    The specs that fail to load are reported as this DAG file's import error (each naming its file and field),
+    through a placeholder DAG put in ``namespace`` (the DAG file's globals) whose timetable refuses validation:
+    the DAG bag records the error and keeps every other DAG of the file.
+    """
+    folder = load_model_specs(settings().models_dir)
+    if folder.errors:
+        namespace["airloop_broken_specs"] = broken_specs_dag(folder.errors)
+    return folder.specs
+
+
+class BrokenSpecs(BaseTimetable):
+    """The timetable of the placeholder DAG of broken specs: its validation, when the DAG bag takes the DAG, fails
+    with what is wrong (Airflow's documented use of ``validate``)."""
+
+    can_be_scheduled = False
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+
+    def validate(self) -> None:
+        raise AirflowTimetableInvalid("model spec(s) failed to load: " + " | ".join(self.errors))
+
+
+def broken_specs_dag(errors: list[ConfigError]) -> DAG:
+    """A DAG that is never bagged: it carries the load errors of the broken specs (see :func:`model_specs`)."""
+    return DAG(
+        dag_id="airloop_broken_specs",
+        schedule=BrokenSpecs([str(e) for e in errors]),
+        start_date=datetime(2000, 1, 1, tzinfo=UTC),
+    )
 
 
 def dag_args(spec: ModelSpec, stage: str, doc_md: str | None) -> dict[str, Any]:
@@ -81,24 +116,3 @@ def start(spec: ModelSpec) -> datetime:
 
 def end(spec: ModelSpec) -> datetime | None:
     return datetime.combine(spec.end_date, datetime.min.time(), tzinfo=UTC) if spec.end_date else None
-
-
-def partition_key(data_interval_start: datetime) -> str:
-    """The partition of a run: the UTC date its data interval starts on."""
-    return data_interval_start.astimezone(UTC).date().isoformat()
-
-
-def asset_event_extras(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> list[dict[str, Any]]:
-    """The ``extra`` of every Asset event that triggered the run (none for a manual run)."""
-    if not triggering_asset_events:
-        return []
-    return [dict(event.extra or {}) for events in triggering_asset_events.values() for event in events]
-
-
-def skip_unless_done(result: dict[str, Any], flag: str) -> dict[str, Any]:
-    """``result`` when ``result[flag]`` is true, else the task is skipped with ``result["reason"]``."""
-    if not result[flag]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException(result["reason"])
-    return result

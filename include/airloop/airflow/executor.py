@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from airflow.executors.local_executor import LocalExecutor
 
-from airloop.preload import preload
+from airloop.airflow.preload import preload
 
 
 class WarmLocalExecutor(LocalExecutor):

@@ -13,14 +13,12 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import literal
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from airloop.alerts import Alert
-from airloop.errors import AirloopError
-from airloop.spec import AlertsSpec
+from airloop.core.errors import AirloopError
+from airloop.core.spec import AlertsSpec
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +86,12 @@ def raise_if_failed(results: list[ChannelResult]) -> None:
 
 
 def _channels(alerts: AlertsSpec, alert: Alert) -> list[tuple[str, str, Callable[[], BaseNotifier]]]:
-    # Notifiers are built lazily so that a bad argument fails its own channel, not the loop.
+    # The providers' notifiers (and their HTTP and mail clients) are imported when an alert is sent, not when a
+    # DAG file that may send one is parsed. Notifiers are built lazily so that a bad argument fails its own
+    # channel, not the loop.
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
     channels: list[tuple[str, str, Callable[[], BaseNotifier]]] = []
     if alerts.email is not None:
         email = alerts.email

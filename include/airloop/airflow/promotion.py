@@ -1,9 +1,4 @@
-"""The Airflow side of training and promotion: run lineage for MLflow tags, the human approval of a promotion,
-and the promotion task's body.
-
-Cheap at parse time: the library's training and registry modules (MLflow, scikit-learn) are imported inside the
-functions that run in tasks.
-"""
+"""The Airflow side of promotion: the human approval of a promotion the gate passed, and the promotion task."""
 
 from __future__ import annotations
 
@@ -13,38 +8,26 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airloop.airflow.dagkit import GATE
+from airloop.core.contracts import Gate
+from airloop.model.context import ModelContext
+from airloop.promote.gate import Approval, decision_markdown
+from airloop.promote.promote import promote_challenger, record_approval_refusal
 
 #: How long an approval request waits for an answer before it counts as refused. A pending request holds the
 #: train DAG's only active run (max_active_runs=1), so it must not wait forever.
 APPROVAL_TIMEOUT = timedelta(days=3)
-#: The XCom key under which the train DAG's gate task hands on its decision (its return value is the
-#: short-circuit condition).
-GATE = "gate"
 
 
-def run_lineage(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The identifiers of the running task that make an MLflow run traceable to it (logged as ``airflow.*``)."""
-    ti = context["ti"]
-    dag_run = context.get("dag_run")
-    return {
-        "dag_id": ti.dag_id,
-        "run_id": ti.run_id,
-        "task_id": ti.task_id,
-        "try_number": ti.try_number,
-        "run_type": str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else None,
-        "logical_date": _iso(context.get("logical_date")),
-        "data_interval_start": _iso(context.get("data_interval_start")),
-        "data_interval_end": _iso(context.get("data_interval_end")),
-    }
-
-
-def approval_from_response(response: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"approved": bool, "by": str}`` from the approval task's result (a HITL response)."""
+def approval_from_response(response: Mapping[str, Any]) -> Approval:
+    """The human's answer from the approval task's result (a HITL response)."""
     user = response.get("responded_by_user") or {}
     by = user.get("name") or user.get("id")
     if by is None:
         by = f"no one (no answer within {APPROVAL_TIMEOUT.days} days)"
-    return {"approved": list(response.get("chosen_options") or []) == [ApprovalOperator.APPROVE], "by": by}
+    return Approval(approved=list(response.get("chosen_options") or []) == [ApprovalOperator.APPROVE], by=by)
 
 
 class PromotionApprovalOperator(ApprovalOperator):
@@ -65,20 +48,18 @@ class PromotionApprovalOperator(ApprovalOperator):
         self.gate_task_id = gate_task_id
 
     def execute(self, context: Any) -> Any:
-        from airloop.promotion import decision_markdown
-
-        gate = context["ti"].xcom_pull(task_ids=self.gate_task_id, key=GATE)
-        self.subject = f"Promote {self.model} v{gate['challenger_version']} to champion?"
+        gate = Gate.model_validate(context["ti"].xcom_pull(task_ids=self.gate_task_id, key=GATE))
+        self.subject = f"Promote {self.model} v{gate.challenger_version} to champion?"
         self.body = decision_markdown(gate)
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         # Recorded before the parent's handling: on "Reject" it skips the promotion by raising, never returning.
-        if "error" not in event and not (approval := approval_from_response(event))["approved"]:
-            from airloop.registry import record_approval_refusal
-
-            gate = context["ti"].xcom_pull(task_ids=self.gate_task_id, key=GATE)
-            record_approval_refusal(self.model, gate, approval, airflow_run_id=context["ti"].run_id)
+        if "error" not in event and not (approval := approval_from_response(event)).approved:
+            gate = Gate.model_validate(context["ti"].xcom_pull(task_ids=self.gate_task_id, key=GATE))
+            record_approval_refusal(
+                ModelContext.load(self.model), gate, approval, airflow_run_id=context["ti"].run_id
+            )
         return super().execute_complete(context=context, event=event)
 
 
@@ -92,19 +73,13 @@ def promote_champion(
 ) -> dict[str, Any]:
     """The promotion task: move ``champion`` (after the approval, when there is one) and describe the new champion
     on the Asset event; a refusal at the moment of the move skips the task, so no Asset event is emitted."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from airloop.registry import promote_challenger
-
     ti = context["ti"]
     response = ti.xcom_pull(task_ids=approval_task_id) if approval_task_id else None
     approval = approval_from_response(response) if response else None
-    result = promote_challenger(model, gate, approval=approval, airflow_run_id=ti.run_id)
-    if not result["promoted"]:
-        raise AirflowSkipException("; ".join(result["reasons"]))
-    context["outlet_events"][champion].extra = {"version": result["version"], "previous": result["previous"]}
-    return result
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+    result = promote_challenger(
+        ModelContext.load(model), Gate.model_validate(gate), approval=approval, airflow_run_id=ti.run_id
+    )
+    if not result.promoted:
+        raise AirflowSkipException("; ".join(result.reasons))
+    context["outlet_events"][champion].extra = {"version": result.version, "previous": result.champion_before}
+    return result.to_json()

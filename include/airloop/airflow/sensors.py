@@ -11,8 +11,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 from airloop.airflow.triggers import DriftEventTrigger, PartitionLandedTrigger
-from airloop.settings import settings
-from airloop.sources import is_landed, partition_dir
+from airloop.core.contracts import RetrainDue
+from airloop.core.settings import settings
+from airloop.ingest.landing import is_landed, partition_dir
+from airloop.model.context import ModelContext
+from airloop.retrain.retrain import champion_facts, retrain_check
 
 
 class LandedPartitionSensor(BaseSensorOperator):
@@ -83,7 +86,7 @@ class DriftEventSensor(BaseSensorOperator):
     """Waits, deferred to the triggerer, for a retrain to be due; returns what to retrain on (XCom).
 
     Due: a pending drift event outside the cooldown or, when the spec sets ``monitoring.max_champion_age_days``,
-    a champion older than that cap (see :func:`airloop.retraining.retrain_choice`). The champion's training window
+    a champion older than that cap (see :func:`airloop.retrain.policy.retrain_choice`). The champion's training window
     is read from the registry here, on the worker, once per wait; the trigger polls only the warehouse and hands
     back when the champion moves, to have it read again. Skips (rather than fails) after ``wait_timeout``: no
     retrain due is a normal outcome, not an error.
@@ -101,9 +104,8 @@ class DriftEventSensor(BaseSensorOperator):
         self.wait_timeout = wait_timeout
 
     def poke(self, context: Any) -> bool:
-        from airloop.retraining import champion_facts, retrain_check
-
-        return retrain_check(self.model, champion_facts(self.model)).due
+        ctx = ModelContext.load(self.model)
+        return retrain_check(ctx, champion_facts(ctx)).due
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         return self._due_or_defer(datetime.now(UTC) + self.wait_timeout)
@@ -111,8 +113,9 @@ class DriftEventSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
         status = (event or {}).get("status")
         if status == "due":
-            self.log.info("retraining %s: %s", self.model, event["event"]["why"])
-            return event["event"]
+            due = RetrainDue.model_validate(event["event"])
+            self.log.info("retraining %s: %s", self.model, due.why)
+            return due.to_json()
         if status == "champion_moved":
             self.log.info("the champion of %s moved while waiting: reading it again", self.model)
             return self._due_or_defer(datetime.fromisoformat(event["deadline"]))
@@ -120,13 +123,13 @@ class DriftEventSensor(BaseSensorOperator):
         raise AirflowSkipException(f"no retrain of {self.model} due within {self.wait_timeout} ({why})")
 
     def _due_or_defer(self, deadline: datetime) -> dict[str, Any] | None:
-        from airloop.retraining import champion_facts, retrain_check
-
-        champion = champion_facts(self.model)
-        choice = retrain_check(self.model, champion)
-        if choice.due:
+        ctx = ModelContext.load(self.model)
+        champion = champion_facts(ctx)
+        choice = retrain_check(ctx, champion)
+        due = choice.payload()
+        if due is not None:
             self.log.info("retraining %s: %s", self.model, choice.reason)
-            return choice.payload()
+            return due.to_json()
         remaining = deadline - datetime.now(UTC)
         if remaining <= timedelta(0):
             raise AirflowSkipException(

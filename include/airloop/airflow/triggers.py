@@ -10,8 +10,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airloop.settings import settings
-from airloop.sources import is_landed
+from airloop.core.settings import settings
+from airloop.ingest.landing import is_landed
+from airloop.model.context import ModelContext
+from airloop.retrain.retrain import ChampionFacts, champion_moved, retrain_check
 
 
 class PartitionLandedTrigger(BaseTrigger):
@@ -75,7 +77,7 @@ class DriftEventTrigger(BaseTrigger):
     """Fires with the retrain that is due, with ``status="champion_moved"`` when the champion was promoted or
     rolled back since ``champion`` was read, or with ``status="timeout"`` at ``deadline`` (ISO, UTC).
 
-    Polls the warehouse only. ``champion`` (:class:`airloop.retraining.ChampionFacts` as a dict, read by the
+    Polls the warehouse only. ``champion`` (:class:`airloop.retrain.retrain.ChampionFacts` as a dict, read by the
     sensor; ``None`` when the spec sets no age cap) is what the champion's age is judged on. The name predates the
     age cap and is kept: a deferred task stores its trigger's class path and keyword arguments.
     """
@@ -106,17 +108,17 @@ class DriftEventTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airloop.retraining import ChampionFacts, champion_moved, retrain_check
-
         champion = ChampionFacts.from_dict(self.champion) if self.champion else None
         deadline = datetime.fromisoformat(self.deadline)
+        ctx = await asyncio.to_thread(ModelContext.load, self.model)
         while True:
-            if champion is not None and await asyncio.to_thread(champion_moved, self.model, champion):
+            if champion is not None and await asyncio.to_thread(champion_moved, ctx, champion):
                 yield TriggerEvent({"status": "champion_moved", "deadline": self.deadline})
                 return
-            choice = await asyncio.to_thread(retrain_check, self.model, champion)
-            if choice.due:
-                yield TriggerEvent({"status": "due", "event": choice.payload()})
+            choice = await asyncio.to_thread(retrain_check, ctx, champion)
+            due = choice.payload()
+            if due is not None:
+                yield TriggerEvent({"status": "due", "event": due.to_json()})
                 return
             remaining = (deadline - datetime.now(UTC)).total_seconds()
             if remaining <= 0:

@@ -1,0 +1,177 @@
+"""What airloop's tasks do when they run: each builds the model's context once, reads its inputs from XCom as typed
+contracts, calls the stage, and hands on its result as JSON (what XCom stores and the UI shows).
+
+DAG files wire these; a task body is one call. Everything here runs in a task process, never at parse time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain
+from airloop.airflow.dagkit import GATE, RESULT, VERDICT
+from airloop.core.contracts import MonitorResult, Quarantined, RetrainDue, RetrainOutcome, Trained, Verdict
+from airloop.ingest.ingest import load_partition, quarantine_partition, validate_partition
+from airloop.model.context import ModelContext
+from airloop.model.registry import CHALLENGER, CHAMPION
+from airloop.monitor.monitor import monitor_window, record_drift
+from airloop.promote.promote import evaluate_gate
+from airloop.retrain.retrain import retrain_outcome
+from airloop.score.score import partitions_to_score, score_partitions, unscored_partitions
+from airloop.train.train import train_challenger
+
+
+def partition_key(data_interval_start: datetime) -> str:
+    """The partition of a run: the UTC date its data interval starts on."""
+    return data_interval_start.astimezone(UTC).date().isoformat()
+
+
+def airflow_ids(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The identifiers of the running task that make an MLflow run traceable to it (logged as ``airflow.*``)."""
+    ti = context["ti"]
+    dag_run = context.get("dag_run")
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "try_number": ti.try_number,
+        "run_type": str(getattr(dag_run.run_type, "value", dag_run.run_type)) if dag_run else None,
+        "logical_date": _iso(context.get("logical_date")),
+        "data_interval_start": _iso(context.get("data_interval_start")),
+        "data_interval_end": _iso(context.get("data_interval_end")),
+    }
+
+
+def asset_event_extras(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> list[dict[str, Any]]:
+    """The ``extra`` of every Asset event that triggered the run (none for a manual run)."""
+    if not triggering_asset_events:
+        return []
+    return [dict(event.extra or {}) for events in triggering_asset_events.values() for event in events]
+
+
+# -- <model>_ingest ---------------------------------------------------------------------------------------------
+
+
+def validate_batch(model: str, data_interval_start: datetime, ti: Any) -> str:
+    """Validate the run's partition; hand the verdict on (XCom ``verdict``) and name the branch to follow."""
+    verdict = validate_partition(ModelContext.load(model), partition_key(data_interval_start))
+    ti.xcom_push(key=VERDICT, value=verdict.to_json())
+    return "load_batch" if verdict.passed else "quarantine_batch"
+
+
+def load_batch(
+    model: str, verdict: Mapping[str, Any], run_id: str, batches: Asset, outlet_events: Any
+) -> dict:
+    loaded = load_partition(ModelContext.load(model), Verdict.model_validate(verdict), run_id=run_id)
+    outlet_events[batches].extra = {"partition": loaded.partition, "rows": loaded.rows}
+    return loaded.to_json()
+
+
+def quarantine_batch(model: str, verdict: Mapping[str, Any], run_id: str) -> dict:
+    return quarantine_partition(
+        ModelContext.load(model), Verdict.model_validate(verdict), run_id=run_id
+    ).to_json()
+
+
+def send_quarantine_alert(model: str, quarantined: Mapping[str, Any], context: Mapping[str, Any]) -> list:
+    return alert_quarantine(ModelContext.load(model), Quarantined.model_validate(quarantined), context)
+
+
+def fail_quarantined(quarantined: Mapping[str, Any]) -> None:
+    """Fail the run, after the alerts: a quarantined batch shows red, with its reason."""
+    batch = Quarantined.model_validate(quarantined)
+    raise AirflowFailException(f"batch {batch.partition} quarantined: {batch.reason}")
+
+
+# -- <model>_train ----------------------------------------------------------------------------------------------
+
+
+def train(model: str, params: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+    trained = train_challenger(
+        ModelContext.load(model),
+        window_end=params["window_end"],
+        warm_start=params["warm_start"],
+        airflow=airflow_ids(context),
+    )
+    return trained.to_json()
+
+
+def gate(model: str, trained: Mapping[str, Any], run_id: str, ti: Any) -> bool:
+    """Judge the challenger; hand the decision on (XCom ``gate``); go on when it passed or awaits approval."""
+    decision = evaluate_gate(ModelContext.load(model), Trained.model_validate(trained), airflow_run_id=run_id)
+    ti.xcom_push(key=GATE, value=decision.to_json())
+    return decision.promote or decision.approval_required
+
+
+# -- <model>_score ----------------------------------------------------------------------------------------------
+
+
+def choose_partitions(model: str, params: Mapping[str, Any], triggering_asset_events: Any) -> list[str]:
+    ctx = ModelContext.load(model)
+    events = asset_event_extras(triggering_asset_events)
+    return partitions_to_score(events, params["partitions"], unscored_partitions(ctx))
+
+
+def score(model: str, partitions: list[str], alias: str, run_id: str) -> dict:
+    """Score with ``alias`` (champion, or challenger in shadow); skipped when there is nothing to do."""
+    if alias not in (CHAMPION, CHALLENGER):
+        raise ValueError(f"alias {alias!r}: scoring uses {CHAMPION} or {CHALLENGER}")
+    scored = score_partitions(ModelContext.load(model), partitions, alias=alias, run_id=run_id)
+    return _done_or_skip(scored, scored.scored, scored.reason).to_json()
+
+
+# -- <model>_monitor --------------------------------------------------------------------------------------------
+
+
+def monitor(model: str, data_interval_end: datetime, context: Mapping[str, Any]) -> bool:
+    """Monitor the run's window; hand the result on (XCom ``result``); go on only on drift. Skipped without a
+    champion."""
+    result = monitor_window(ModelContext.load(model), data_interval_end, airflow=airflow_ids(context))
+    context["ti"].xcom_push(
+        key=RESULT, value=_done_or_skip(result, result.monitored, result.reason).to_json()
+    )
+    return result.drifted
+
+
+def drift_event(model: str, result: Mapping[str, Any], run_id: str, drift: Asset, outlet_events: Any) -> dict:
+    event = record_drift(
+        ModelContext.load(model), MonitorResult.model_validate(result), airflow_run_id=run_id
+    )
+    outlet_events[drift].extra = event.to_json()
+    return event.to_json()
+
+
+def send_drift_alert(model: str, result: Mapping[str, Any], context: Mapping[str, Any]) -> list:
+    return alert_drift(ModelContext.load(model), MonitorResult.model_validate(result), context)
+
+
+# -- <model>_retrain --------------------------------------------------------------------------------------------
+
+
+def retrain_result(model: str, due: Mapping[str, Any], run_id: str, ti: Any) -> dict:
+    """What the retrain's training run (``retrain__<run id>``) decided, written to the drift events it handled."""
+    train_run = f"retrain__{run_id}"
+    state = ti.get_dagrun_state(f"{model}_train", train_run)
+    return retrain_outcome(
+        ModelContext.load(model), RetrainDue.model_validate(due), train_run, state
+    ).to_json()
+
+
+def send_retrain_alert(model: str, outcome: Mapping[str, Any], context: Mapping[str, Any]) -> list:
+    return alert_retrain(ModelContext.load(model), RetrainOutcome.model_validate(outcome), context)
+
+
+def _done_or_skip(result: Any, done: bool, reason: str | None) -> Any:
+    """``result`` when ``done``; else the task is skipped with ``reason``."""
+    if not done:
+        raise AirflowSkipException(reason or "nothing to do")
+    return result
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,388 @@
+"""Model specs: ``config/models/<name>.yaml``, validated with errors that name the file and the field.
+
+A spec declares a model once; the DAGs, the Great Expectations suite and the warehouse tables are derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airloop.core.errors import ConfigError
+
+ColumnType = Literal["integer", "number", "string", "timestamp", "boolean"]
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column of the data contract."""
+
+    name: str
+    type: ColumnType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | list[int] | None = None
+    mostly: float = Field(
+        default=1.0, gt=0, le=1, description="share of non-null rows that must meet min/max/allowed"
+    )
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "number"):
+            raise ValueError(f"min/max apply to integer or number columns, not {self.type}")
+        return self
+
+
+class RowCountSpec(_Strict):
+    min: int = Field(ge=0)
+    max: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RowCountSpec:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class ContractSpec(_Strict):
+    """What every batch must satisfy; becomes the Great Expectations suite."""
+
+    row_count: RowCountSpec
+    columns: list[ColumnSpec] = Field(min_length=1)
+    allow_extra_columns: bool = False
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, columns: list[ColumnSpec]) -> list[ColumnSpec]:
+        seen: set[str] = set()
+        for column in columns:
+            if column.name in seen:
+                raise ValueError(f"column {column.name!r} is declared twice")
+            seen.add(column.name)
+        return columns
+
+    def column(self, name: str) -> ColumnSpec:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+
+class LandingSourceSpec(_Strict):
+    """Partitions landed as files: ``<landing_dir>/<model>/date=YYYY-MM-DD/*.parquet|*.csv``."""
+
+    kind: Literal["landing"] = "landing"
+    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+    max_file_mb: float = Field(default=100, gt=0)
+    wait_timeout_minutes: float = Field(
+        default=60, gt=0, description="how long a missing partition is waited for"
+    )
+    poke_interval_seconds: float = Field(default=30, gt=0)
+    max_active_runs: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="partitions ingested at once (catchup, backfills, a late delivery)",
+    )
+
+
+class TargetSpec(_Strict):
+    """What the model predicts and when it is known: ``label_delay_hours`` after the event.
+
+    ``kind`` names the kind of model (:mod:`airloop.model.task` owns everything that depends on it); a binary
+    target is ``column > threshold``.
+    """
+
+    kind: Literal["binary"] = "binary"
+    column: str
+    threshold: float
+    label_delay_hours: float = Field(default=0, ge=0)
+
+
+class EmailChannel(_Strict):
+    conn_id: str = "smtp_default"
+    to: list[str] = Field(min_length=1)
+
+
+class SlackChannel(_Strict):
+    conn_id: str = "slack_default"
+
+
+class AlertsSpec(_Strict):
+    """Alert channels, by Airflow connection id (never a secret)."""
+
+    email: EmailChannel | None = None
+    slack: SlackChannel | None = None
+
+
+class SearchParam(_Strict):
+    """One hyperparameter's range: ``low``..``high`` (int or float, optionally log-scaled) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    type: Literal["int", "float", "categorical"] = "float"
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs choices")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError("a numeric parameter needs low <= high")
+        return self
+
+
+class SearchSpec(_Strict):
+    """The hyperparameter search: Optuna's TPE sampler within a budget of trials and time.
+
+    ``retrain_trials`` is the budget of a retrain (``<model>_retrain``; unset: ``trials``); its search starts from
+    the champion's parameters, the best found so far on the nearest data. ``parallel_trials`` trials are fitted
+    at once, in as many processes; Optuna samples them batch by batch, so the search depends on this number (not
+    on the machine): keep it when comparing runs.
+    """
+
+    trials: int = Field(default=20, ge=1)
+    retrain_trials: int | None = Field(default=None, ge=1)
+    parallel_trials: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="trials fitted at once, each in its own process (results depend on it)",
+    )
+    timeout_minutes: float = Field(default=10, gt=0)
+    space: dict[str, SearchParam] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Strict):
+    """The estimator (class path + params) inside a preprocessing pipeline, its search and its data window."""
+
+    estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    window_days: int = Field(default=60, ge=2, description="days of validated batches to train on")
+    holdout_days: int = Field(default=7, ge=1, description="the most recent days of the window, held out")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="of the rest, for the search")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingSpec:
+        if self.holdout_days >= self.window_days:
+            raise ValueError("holdout_days must be smaller than window_days")
+        return self
+
+
+class BootstrapSpec(_Strict):
+    samples: int = Field(default=500, ge=50)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class PromotionSpec(_Strict):
+    """When a challenger may replace the champion."""
+
+    metric: str | None = Field(
+        default=None, description="the primary metric, one of the target kind's (None: the kind's default)"
+    )
+    floor: float = Field(description="absolute minimum of the metric on the holdout")
+    min_margin: float = Field(default=0.0, ge=0, description="required improvement over the champion")
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+    slices: list[str] = Field(default_factory=list, description="columns whose groups may not regress")
+    max_slice_regression: float = Field(default=0.02, ge=0)
+    min_slice_rows: int = Field(default=200, ge=1, description="smaller groups are not judged")
+    approval: Literal["auto", "manual"] = "auto"
+
+
+class MonitoringSpec(_Strict):
+    """Drift monitoring: reference (a fixed-seed sample of the champion's training data) against the current window."""
+
+    schedule: str = "@weekly"
+    window_days: int = Field(default=7, ge=1, description="days of scored data in the current window")
+    reference_rows: int = Field(default=50_000, ge=100, description="sample size of the reference")
+    current_rows: int = Field(default=50_000, ge=100, description="the current window is sampled above this")
+    num_method: str | None = Field(
+        default=None, description="Evidently's drift method for numbers (None: its default)"
+    )
+    cat_method: str | None = Field(default=None, description="Evidently's drift method for categories")
+    column_threshold: float | None = Field(
+        default=None, gt=0, description="per-column drift threshold of the method"
+    )
+    drift_share: float = Field(default=0.3, gt=0, le=1, description="share of drifted features that is drift")
+    min_rows: int = Field(default=1000, ge=1, description="fewer current rows: no decision")
+    max_quality_drop: float = Field(
+        default=0.05, ge=0, description="drop of the primary metric that is drift"
+    )
+    cooldown_hours: float = Field(default=72, ge=0, description="minimum time between two retrains")
+    refusal_backoff: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=8.0,
+        description="after a retrain the gate refused, the cooldown is this many times longer, compounding over "
+        "refusals in a row (at most 8 times the cooldown), until a retrain is promoted",
+    )
+    max_champion_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="retrain when the champion's training data ends more than this many days before the latest "
+        "validated partition (None: only drift retrains)",
+    )
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check_age_cap(self) -> MonitoringSpec:
+        cap = self.max_champion_age_days
+        if cap is not None and cap * 24 < self.cooldown_hours:
+            raise ValueError(
+                f"max_champion_age_days ({cap} days) is shorter than cooldown_hours ({self.cooldown_hours:g} h): "
+                "the cooldown would keep the champion past the cap; raise the cap or shorten the cooldown"
+            )
+        return self
+
+
+class ModelSpec(_Strict):
+    """A model, declared once."""
+
+    name: str
+    description: str = ""
+    owner: str = "airloop"
+    tags: list[str] = Field(default_factory=list)
+    schedule: str = "@daily"
+    start_date: date
+    end_date: date | None = None
+    catchup: bool = True
+    time_column: str
+    features: list[str] = Field(min_length=1)
+    target: TargetSpec
+    source: LandingSourceSpec = Field(default_factory=LandingSourceSpec)
+    contract: ContractSpec
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    training: TrainingSpec | None = None
+    promotion: PromotionSpec | None = None
+    monitoring: MonitoringSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError("must be lower-case letters, digits and _ (a SQL table and DAG id prefix)")
+        return name
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> ModelSpec:
+        declared = {c.name for c in self.contract.columns}
+        for field, names in (
+            ("features", self.features),
+            ("target.column", [self.target.column]),
+            ("time_column", [self.time_column]),
+            ("promotion.slices", self.promotion.slices if self.promotion else []),
+        ):
+            missing = [n for n in names if n not in declared]
+            if missing:
+                raise ValueError(f"{field}: {', '.join(missing)} not declared in contract.columns")
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        if self.monitoring and self.monitoring.max_champion_age_days is not None and self.training is None:
+            raise ValueError(
+                "monitoring.max_champion_age_days: retraining on the champion's age needs a 'training' section"
+            )
+        return self
+
+    @property
+    def batches_table(self) -> str:
+        """Warehouse table of validated batches."""
+        return f"{self.name}_batches"
+
+    @property
+    def batches_asset(self) -> str:
+        return f"airloop://{self.name}/batches"
+
+    @property
+    def champion_asset(self) -> str:
+        return f"airloop://{self.name}/champion"
+
+    @property
+    def drift_asset(self) -> str:
+        return f"airloop://{self.name}/drift"
+
+    @property
+    def registered_model(self) -> str:
+        """The model's name in the MLflow registry (and its experiment's)."""
+        return self.name
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Read and validate one spec; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: spec file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a spec must be a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    if spec.name != path.stem:
+        raise ConfigError(f"{path}: field 'name' is {spec.name!r} but the file is named {path.stem!r}")
+    return spec
+
+
+@dataclass(frozen=True)
+class SpecFolder:
+    """The specs of a models folder: those that load, and one error per file that does not."""
+
+    specs: list[ModelSpec]
+    errors: list[ConfigError]
+
+
+def load_specs(models_dir: Path, check: Callable[[ModelSpec, Path], None] | None = None) -> SpecFolder:
+    """Every spec under ``models_dir`` (``*.yaml``, by name), each loaded on its own: a broken file is reported
+    in ``errors`` (naming the file and the field) and never hides the others. ``check`` adds validation that
+    needs more than the spec's schema (it raises :class:`ConfigError`)."""
+    specs, errors = [], []
+    for path in sorted(Path(models_dir).glob("*.yaml")):
+        try:
+            spec = load_spec(path)
+            if check is not None:
+                check(spec, path)
+        except ConfigError as exc:
+            errors.append(exc)
+        else:
+            specs.append(spec)
+    return SpecFolder(specs, errors)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = _location(error["loc"], error.get("input"))
+        problems.append(f"field '{where}': {error['msg']}" if where else error["msg"])
+    return "; ".join(problems)
+
+
+def _location(loc: tuple[int | str, ...], _input: object) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)

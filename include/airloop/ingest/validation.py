@@ -1,0 +1,335 @@
+"""Batch validation: a model's data contract, checked by Great Expectations Core.
+
+The suite is generated from ``spec.contract`` (never written twice), run on a pandas DataFrame in an ephemeral
+GX context, and condensed into a small :class:`ValidationOutcome` whose failures name the column and the
+problem. The full GX result is written as JSON; optionally a GX Data Docs site is updated.
+
+Great Expectations (3-5 s to import) is reached through :mod:`airloop.vendor.gx`, imported on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from airloop.core.files import write_json
+from airloop.core.spec import ColumnSpec, ColumnType, ModelSpec
+from airloop.ingest.data_docs import publish
+from airloop.vendor.gx import context as gx_context
+from airloop.vendor.gx import gx
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_INTEGER_DTYPES = (
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
+)  # fmt: skip
+#: Contract type -> the dtype names accepted. A pandas dtype class name (``Int64Dtype``, ``DatetimeTZDtype``)
+#: accepts every parametrisation of it (any time zone, any string storage); ``datetime64`` any naive unit.
+#: Object columns are checked value by value (``str`` accepts Python strings; ``bool_`` rejects Python bools,
+#: which keeps ``boolean`` strict).
+_TYPE_LISTS: dict[ColumnType, tuple[str, ...]] = {
+    "integer": _INTEGER_DTYPES,
+    "number": (*_INTEGER_DTYPES, "float16", "float32", "float64", "Float32Dtype", "Float64Dtype"),
+    "string": ("str", "StringDtype"),
+    "timestamp": ("datetime64", "DatetimeTZDtype"),
+    "boolean": ("bool_", "BooleanDtype"),
+}
+_MAX_EXAMPLES = 3
+_SAFE_KEY = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """What a validation decided, small enough for an Airflow XCom."""
+
+    passed: bool
+    result_id: str
+    failures: list[str] = field(default_factory=list)
+    statistics: dict[str, Any] = field(default_factory=dict)
+    result_path: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """All failures in one line; empty when the batch passed."""
+        return "; ".join(self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (with ``reason``), e.g. for XCom."""
+        return {**asdict(self), "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationOutcome:
+        """The inverse of :meth:`to_dict` (``reason`` is derived, so it is ignored)."""
+        return cls(
+            passed=bool(data["passed"]),
+            result_id=str(data["result_id"]),
+            failures=list(data.get("failures", [])),
+            statistics=dict(data.get("statistics", {})),
+            result_path=data.get("result_path"),
+        )
+
+
+def build_suite(spec: ModelSpec) -> Any:
+    """The GX expectation suite of ``spec.contract``, named after the model.
+
+    Table level: the columns match the declared set (extra columns fail unless ``allow_extra_columns``) and the
+    row count lies within ``row_count``. Per column: its type, not-null unless ``nullable``, ``min``/``max`` and
+    ``allowed`` (both with ``mostly``).
+    """
+    gx_ = gx()
+    gxe = gx_.expectations
+    contract = spec.contract
+    expectations: list[Any] = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[c.name for c in contract.columns], exact_match=not contract.allow_extra_columns
+        ),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=contract.row_count.min, max_value=contract.row_count.max
+        ),
+    ]
+    for column in contract.columns:
+        expectations.extend(_column_expectations(gx_, column))
+    meta = {"model": spec.name, "contract_digest": _contract_digest(spec)}
+    return gx_.gx.ExpectationSuite(name=spec.name, expectations=expectations, meta=meta)
+
+
+def _contract_digest(spec: ModelSpec) -> str:
+    """A digest of the contract: the Data Docs site re-renders the suite page only when it changes."""
+    return hashlib.sha256(spec.contract.model_dump_json().encode()).hexdigest()[:16]
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    spec: ModelSpec,
+    *,
+    batch_key: str,
+    results_dir: Path,
+    data_docs_dir: Path | None = None,
+) -> ValidationOutcome:
+    """Validate one batch (``batch_key``, e.g. the partition ``2013-01-05``) against the model's contract.
+
+    The full GX result is written to ``results_dir/<model>/<batch_key>/<result_id>.json``. With
+    ``data_docs_dir``, the batch's page is added to the Data Docs site there and its index rebuilt; pages of
+    earlier validations, from any process, are kept (see :func:`airloop.ingest.data_docs.publish`).
+    """
+    gx_ = gx()
+    run_time = datetime.now(UTC)
+    result_id = _result_id(spec.name, batch_key, run_time)
+    suite = build_suite(spec)
+
+    context = gx_context()
+    data = context.data_sources.add_pandas(spec.name).add_dataframe_asset(spec.name)
+    batch_definition = data.add_batch_definition_whole_dataframe(_safe(batch_key))
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx_.gx.ValidationDefinition(name=result_id, data=batch_definition, suite=suite)
+    )
+    result = definition.run(
+        batch_parameters={"dataframe": df},
+        result_format="SUMMARY",
+        run_id=gx_.RunIdentifier(run_name=batch_key, run_time=run_time),
+    )
+
+    result_dict = result.to_json_dict()
+    failures = _describe_failures(result_dict, spec)
+    result.meta["airloop"] = {"result_id": result_id, "model": spec.name, "batch_key": batch_key}
+    result_dict["meta"]["airloop"] = result.meta["airloop"]
+
+    result_path = Path(results_dir) / spec.name / _safe(batch_key) / f"{result_id}.json"
+    write_json(result_path, result_dict)
+    if data_docs_dir is not None:
+        key = gx_.ValidationResultIdentifier(
+            expectation_suite_identifier=gx_.ExpectationSuiteIdentifier(name=suite.name),
+            run_id=result.meta["run_id"],
+            batch_identifier=result.batch_id,
+        )
+        publish(gx_, build_suite(spec), key, result_dict, Path(data_docs_dir))
+    passed = bool(result.success)
+    if not passed and not failures:
+        failures = ["validation failed; see the result JSON"]
+    return ValidationOutcome(
+        passed=passed,
+        result_id=result_id,
+        failures=failures,
+        statistics=_statistics(result_dict.get("statistics", {})),
+        result_path=str(result_path),
+    )
+
+
+def outcome_from_failures(spec: ModelSpec, batch_key: str, failures: list[str]) -> ValidationOutcome:
+    """A failed outcome for problems found before GX can run (unreadable file, wrong format)."""
+    if not failures:
+        raise ValueError("a failed outcome needs at least one failure")
+    return ValidationOutcome(
+        passed=False,
+        result_id=_result_id(spec.name, batch_key, datetime.now(UTC)),
+        failures=list(failures),
+        statistics=_statistics({}),
+        result_path=None,
+    )
+
+
+def _column_expectations(gx_: SimpleNamespace, column: ColumnSpec) -> list[Any]:
+    gxe = gx_.expectations
+    name = column.name
+    expectations: list[Any] = [
+        gx_.ExpectColumnValuesToBeInTypeFamily(
+            column=name, type_list=list(_TYPE_LISTS[column.type]), meta={"contract_type": column.type}
+        )
+    ]
+    if not column.nullable:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
+    if column.min is not None or column.max is not None:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=name, min_value=column.min, max_value=column.max, mostly=column.mostly
+            )
+        )
+    if column.allowed is not None:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeInSet(column=name, value_set=column.allowed, mostly=column.mostly)
+        )
+    return expectations
+
+
+_COLUMNS_CHECK = "expect_table_columns_to_match_set"
+_ROW_COUNT_CHECK = "expect_table_row_count_to_be_between"
+_TYPE_CHECK = "expect_column_values_to_be_in_type_family"
+_NOT_NULL_CHECK = "expect_column_values_to_not_be_null"
+_RANGE_CHECK = "expect_column_values_to_be_between"
+_SET_CHECK = "expect_column_values_to_be_in_set"
+_CHECK_ORDER = (_COLUMNS_CHECK, _ROW_COUNT_CHECK, _TYPE_CHECK, _NOT_NULL_CHECK, _RANGE_CHECK, _SET_CHECK)
+
+
+def _describe_failures(result: dict[str, Any], spec: ModelSpec) -> list[str]:
+    """One line per failed expectation of a GX suite result (``to_json_dict()``), in contract order.
+
+    Failures that only follow from another are left out: every check on a missing column (it is reported once,
+    as missing) and, on a column of the wrong type, range checks and checks that raised (comparing strings
+    with numbers says nothing more than the type failure).
+    """
+    missing: set[str] = set()
+    wrong_type: set[str] = set()
+    for item in result.get("results", []):
+        config = item["expectation_config"]
+        if config["type"] == _COLUMNS_CHECK:
+            mismatched = (item.get("result") or {}).get("details", {}).get("mismatched", {})
+            missing.update(mismatched.get("missing", []))
+        elif config["type"] == _TYPE_CHECK and not item["success"]:
+            wrong_type.add(config["kwargs"]["column"])
+
+    failed = []
+    for item in result.get("results", []):
+        config = item["expectation_config"]
+        column = config["kwargs"].get("column")
+        if item["success"] or column in missing:
+            continue
+        if column in wrong_type and (_raised(item) or config["type"] == _RANGE_CHECK):
+            continue
+        failed.append(item)
+
+    position = {column.name: index for index, column in enumerate(spec.contract.columns)}
+
+    def order(item: dict[str, Any]) -> tuple[int, int]:
+        config = item["expectation_config"]
+        kind = config["type"]
+        return (
+            position.get(config["kwargs"].get("column"), -1),
+            _CHECK_ORDER.index(kind) if kind in _CHECK_ORDER else len(_CHECK_ORDER),
+        )
+
+    return [_describe(item) for item in sorted(failed, key=order)]
+
+
+def _raised(item: dict[str, Any]) -> bool:
+    return bool((item.get("exception_info") or {}).get("raised_exception"))
+
+
+def _describe(item: dict[str, Any]) -> str:
+    config, details = item["expectation_config"], item.get("result") or {}
+    kind, kwargs = config["type"], config["kwargs"]
+    column = kwargs.get("column")
+    where = f"column '{column}': " if column else ""
+    if _raised(item):
+        message = str(item["exception_info"].get("exception_message") or "unknown error").splitlines()[0]
+        return f"{where}{kind} could not run: {message}"
+    if kind == _COLUMNS_CHECK:
+        mismatched = details.get("details", {}).get("mismatched", {})
+        parts = []
+        if mismatched.get("missing"):
+            parts.append(f"missing column(s): {', '.join(mismatched['missing'])}")
+        if mismatched.get("unexpected"):
+            parts.append(f"unexpected column(s): {', '.join(mismatched['unexpected'])}")
+        return "; ".join(parts) or "columns do not match the contract"
+    if kind == _ROW_COUNT_CHECK:
+        bounds = _bounds(kwargs.get("min_value"), kwargs.get("max_value"))
+        return f"row count {details.get('observed_value')} outside {bounds}"
+    count = details.get("unexpected_count")
+    if kind == _TYPE_CHECK:
+        expected = config.get("meta", {}).get("contract_type", "/".join(kwargs["type_list"]))
+        observed = details.get("observed_value")
+        if observed is not None:
+            return f"{where}type {observed}, expected {expected}"
+        # An object column: GX checked it value by value. Only a string column may be of type object.
+        if expected == "string":
+            return f"{where}type object, expected string ({count} value(s) not str{_examples(details)})"
+        return f"{where}type object, expected {expected}{_examples(details)}"
+    if kind == _NOT_NULL_CHECK:
+        return f"{where}{count} null value(s)"
+    if kind == _RANGE_CHECK:
+        bounds = _bounds(kwargs.get("min_value"), kwargs.get("max_value"))
+        return f"{where}{count} value(s) outside {bounds}{_share(kwargs, details)}{_examples(details)}"
+    if kind == _SET_CHECK:
+        return f"{where}{count} value(s) not in allowed set{_share(kwargs, details)}{_examples(details)}"
+    return f"{where}{kind} failed (observed {details.get('observed_value', count)!r})"
+
+
+def _examples(details: dict[str, Any]) -> str:
+    examples: list[Any] = []
+    for value in details.get("partial_unexpected_list") or []:
+        if value not in examples:
+            examples.append(value)
+        if len(examples) == _MAX_EXAMPLES:
+            break
+    return f", e.g. {examples!r}" if examples else ""
+
+
+def _share(kwargs: dict[str, Any], details: dict[str, Any]) -> str:
+    mostly = kwargs.get("mostly")
+    if mostly is None or mostly >= 1:
+        return ""
+    share = details.get("unexpected_percent_nonmissing") or 0.0
+    return f" ({share:.2f}% of non-null values; at most {(1 - mostly) * 100:.2f}% allowed)"
+
+
+def _bounds(low: float | None, high: float | None) -> str:
+    return f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+
+
+def _statistics(statistics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "evaluated_expectations": int(statistics.get("evaluated_expectations") or 0),
+        "successful_expectations": int(statistics.get("successful_expectations") or 0),
+        "unsuccessful_expectations": int(statistics.get("unsuccessful_expectations") or 0),
+        "success_percent": statistics.get("success_percent"),
+    }
+
+
+def _safe(batch_key: str) -> str:
+    """``batch_key`` as one path component (it names a folder and is part of the result id)."""
+    safe = _SAFE_KEY.sub("_", batch_key).strip("._")
+    if not safe:
+        raise ValueError(f"batch_key {batch_key!r} has no usable characters")
+    return safe
+
+
+def _result_id(model: str, batch_key: str, run_time: datetime) -> str:
+    return f"{model}-{_safe(batch_key)}-{run_time:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,226 @@
+"""The local stack's configuration: the environment every component shares, the Airflow users and their passwords,
+the secrets the components must agree on, and free ports for stacks side by side."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import socket
+import sys
+from collections.abc import Mapping
+from contextlib import closing
+from dataclasses import fields
+from pathlib import Path
+
+from airloop.core.errors import ConfigError
+from airloop.core.files import write_private
+from airloop.core.settings import Settings
+from airloop.local.processes import StackError
+
+#: Airflow's own defaults (8793, 8794) for the default API port 8080; a second stack needs an API port at least
+#: two away from the first so that its log-server ports do not collide.
+WORKER_LOG_PORT_OFFSET = 713
+TRIGGER_LOG_PORT_OFFSET = 714
+
+_PASSWORD_PREFIX = "AIRLOOP_PASSWORD_"
+
+
+def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every stack component and of ``airflow`` CLI calls against the stack.
+
+    ``base`` (default: ``os.environ``) is kept. What airloop's settings define is always set from them (change it
+    through ``AIRLOOP_*``): AIRFLOW_HOME, dags and plugins folders, ports and URLs, parallelism, users and the
+    passwords file, every ``AIRLOOP_*`` setting as an absolute value, and ``MLFLOW_TRACKING_URI``. Everything else
+    is a default that an ``AIRFLOW__SECTION__KEY`` variable in ``base`` overrides: the metadata DB (SQLite under
+    ``{home}/airflow`` unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set), executor, secrets and tuning.
+
+    The first call for a home creates ``{home}/airflow-secrets.json`` (mode 0600) with the JWT secret, API secret
+    key and Fernet key that all components must share; their values are never reported.
+    """
+    env = dict(os.environ if base is None else base)
+    airflow_home = settings.home / "airflow"
+    port = settings.airflow_port
+    base_url = f"http://127.0.0.1:{port}"
+
+    defaults = {
+        # LocalExecutor, with airloop's heavy imports done once in the scheduler before it forks task processes.
+        "AIRFLOW__CORE__EXECUTOR": "airloop.airflow.executor.WarmLocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        # The simple auth manager is for a local stack: not reachable from other machines unless asked for.
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        # New DAG files (a new model's DAGs) appear within 30 s instead of the default 5 min; listing one local
+        # folder costs nothing. Existing files are re-parsed every min_file_process_interval (default 30 s),
+        # which is kept: a spec edit shows up within half a minute and a parse of the thin DAG files is cheap.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # MLflow's job runner (huey consumers for GenAI scorers and trace jobs, unused by airloop) doubles the
+        # server's start-up: measured 10-24 s to /health with it, 5.5 s without, on 2 cores.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # No phoning home from task processes (GX, MLflow) on a local stack.
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # OpenMP threads per task process (scikit-learn's gradient boosting): the cores shared by the task slots.
+        # More threads than free cores spin-wait against each other: scoring a week (6,500 rows, 200 trees) took
+        # 2.4 s of prediction with 2 threads beside other tasks on 2 cores, under 0.1 s with 1.
+        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // settings.parallelism)),
+    }
+    if any(key not in env for key in _SECRET_KEYS):
+        stored = _shared_secrets(settings.home)
+        defaults.update({key: stored[name] for key, name in _SECRET_KEYS.items()})
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.root / "plugins"),
+            # LocalExecutor pre-forks this many workers (default 32, ~1.6 GB).
+            "AIRFLOW__CORE__PARALLELISM": str(settings.parallelism),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{u}:{r}" for u, r in airflow_users(settings)
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_log_port(port, WORKER_LOG_PORT_OFFSET)),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_log_port(port, TRIGGER_LOG_PORT_OFFSET)),
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            # The venv's bin first: components and task subprocesses start `airflow`, `mlflow` by bare name.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),
+        }
+    )
+    # The passwords are in the passwords file; no component or task needs them in its environment.
+    for key in [key for key in env if key.startswith(_PASSWORD_PREFIX)]:
+        del env[key]
+    # Task processes load settings again; absolute values make them see exactly these.
+    for item in fields(Settings):
+        env[f"AIRLOOP_{item.name.upper()}"] = str(getattr(settings, item.name))
+    return env
+
+
+def airflow_users(settings: Settings) -> list[tuple[str, str]]:
+    """The Airflow users as ``(user, role)`` pairs, from ``airflow_users`` ("user:role,...")."""
+    users = []
+    for item in settings.airflow_users.split(","):
+        user, _, role = item.strip().partition(":")
+        if not user or not role:
+            raise ConfigError(
+                f"setting 'airflow_users' must be 'user:role,...', got {settings.airflow_users!r}"
+            )
+        users.append((user, role))
+    return users
+
+
+def passwords_file(settings: Settings) -> Path:
+    """The simple auth manager's passwords file (JSON ``{user: password}``, mode 0600)."""
+    return settings.home / "passwords.json"
+
+
+def password_variable(user: str) -> str:
+    """The environment variable that sets ``user``'s password, e.g. ``AIRLOOP_PASSWORD_ADMIN``."""
+    return _PASSWORD_PREFIX + re.sub(r"[^A-Z0-9]", "_", user.upper())
+
+
+def write_passwords(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """Write the passwords file and return ``{user: password}``.
+
+    A password comes from ``AIRLOOP_PASSWORD_<USER>`` when set, else from the file (generated once, then kept), so
+    no random password is ever lost in a log and a restart never changes it.
+    """
+    path = passwords_file(settings)
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        stored = {}
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); delete it to generate new passwords") from exc
+    passwords = {
+        user: env.get(password_variable(user)) or stored.get(user) or secrets.token_urlsafe(12)
+        for user, _role in airflow_users(settings)
+    }
+    write_private(path, json.dumps(passwords, indent=2) + "\n")
+    return passwords
+
+
+_SECRET_KEYS = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": "jwt_secret",
+    "AIRFLOW__API__SECRET_KEY": "api_secret_key",
+    "AIRFLOW__CORE__FERNET_KEY": "fernet_key",
+}
+
+
+def _shared_secrets(home: Path) -> dict[str, str]:
+    path = home / "airflow-secrets.json"
+    try:
+        stored: dict[str, str] = json.loads(path.read_text())
+    except FileNotFoundError:
+        stored = {}
+    wanted = {
+        "jwt_secret": lambda: secrets.token_urlsafe(32),
+        "api_secret_key": lambda: secrets.token_urlsafe(32),
+        "fernet_key": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
+    missing = [name for name in wanted if name not in stored]
+    if missing:
+        stored.update({name: wanted[name]() for name in missing})
+        home.mkdir(parents=True, exist_ok=True)
+        write_private(path, json.dumps(stored, indent=2) + "\n")
+    return stored
+
+
+def _log_port(port: int, offset: int) -> int:
+    if port + offset > 65535:
+        raise ConfigError(f"airflow_port {port} is too high: its log servers use airflow_port + {offset}")
+    return port + offset
+
+
+def isolated_env(home: Path, root: Path, **overrides: str) -> dict[str, str]:
+    """The base environment of a stack of its own (tests, benchmarks): this process's, minus any Airflow and
+    airloop settings (``AIRFLOW__*`` variables would override the stack's defaults), on free ports, with a
+    generated admin password; ``overrides`` last."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_"))}
+    env.update(
+        AIRLOOP_ROOT=str(root),
+        AIRLOOP_HOME=str(home),
+        AIRLOOP_AIRFLOW_PORT=str(free_airflow_port()),
+        AIRLOOP_MLFLOW_PORT=str(free_port()),
+        AIRLOOP_PASSWORD_ADMIN=secrets.token_urlsafe(12),
+    )
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (for tests and benchmarks that start stacks side by side)."""
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_airflow_port() -> int:
+    """A free port for the Airflow API whose derived log-server ports are free too."""
+    for _ in range(50):
+        port = free_port()
+        derived = [port + WORKER_LOG_PORT_OFFSET, port + TRIGGER_LOG_PORT_OFFSET]
+        if max(derived) <= 65535 and all(port_free(p) for p in derived):
+            return port
+    raise StackError("no free port block for the Airflow API and its log servers")
+
+
+def port_free(port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        # As servers bind: SO_REUSEADDR ignores TIME_WAIT leftovers but not a listener on any address.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True

@@ -1,0 +1,530 @@
+"""The local stack behind ``airloop up``: Airflow's four components, the MLflow server and the alert catcher.
+
+Airflow's components and MLflow are child processes, each in its own session (so a Ctrl-C in the terminal reaches
+only ``airloop``, which then stops them and everything they started) with its output in
+``{home}/logs/<component>.log``. The alert catcher runs in this process. The environment the components share,
+and that ``airflow`` CLI calls need, comes from :func:`stack_env`; :attr:`Stack.env` adds the catcher's
+connections.
+
+Typical use (the CLI passes ``print`` as ``report``)::
+
+    with Stack(load_settings(), report=print) as stack:
+        for line in stack.banner():
+            print(line)
+        stack.wait()
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import psutil
+import sqlalchemy as sa
+
+from airloop.core.files import read_json
+from airloop.core.settings import Settings
+from airloop.local.catcher import AlertCatcher
+from airloop.local.env import (
+    TRIGGER_LOG_PORT_OFFSET,
+    WORKER_LOG_PORT_OFFSET,
+    airflow_users,
+    password_variable,
+    passwords_file,
+    port_free,
+    stack_env,
+    write_passwords,
+)
+from airloop.local.processes import (
+    StackError,
+    describe,
+    executable,
+    http_get,
+    in_main_thread,
+    interrupt_on_signal,
+    kill,
+    signal_group,
+    tail,
+    terminate,
+)
+from airloop.model.context import load_model_specs
+
+#: The sender of demo alert e-mails sent to the catcher.
+CATCHER_FROM_EMAIL = "airloop@localhost"
+
+
+@dataclass(frozen=True)
+class _Component:
+    name: str
+    argv: list[str]
+    #: Ports the component binds, with what each one is, checked free before anything starts.
+    ports: dict[int, str]
+
+
+@dataclass
+class _Running:
+    component: _Component
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+class Stack:
+    """The local stack: :meth:`start` it (or use ``with``), :meth:`wait` on it, :meth:`stop` it.
+
+    ``base_env`` (default ``os.environ``) is passed to :func:`stack_env`. ``timeout`` bounds the start-up, from
+    launching the first process to every component being healthy. Progress goes to ``report``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        report: Callable[[str], None] = lambda _line: None,
+        base_env: Mapping[str, str] | None = None,
+        timeout: float = 180.0,
+    ) -> None:
+        self.settings = settings
+        self.report = report
+        self.timeout = timeout
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self.env: dict[str, str] = stack_env(settings, self._base_env)
+        self.passwords: dict[str, str] = {}
+        #: Alert connection ids pointed at the catcher (the others are defined by the environment).
+        self.caught_connections: list[str] = []
+        #: Seconds from launching the first process to every component being healthy.
+        self.startup_seconds: float | None = None
+        self._running: list[_Running] = []
+        self._catcher: AlertCatcher | None = None
+        self._lock: IO[str] | None = None
+        self._previous_sigterm: Any = None
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where each component's output goes (``<component>.log``)."""
+        return self.settings.home / "logs"
+
+    @property
+    def alerts_dir(self) -> Path:
+        """Where the catcher stores the alerts it receives (``email/*.eml``, ``slack/*.json``)."""
+        return self.settings.home / "alerts"
+
+    @property
+    def airflow_url(self) -> str:
+        """The Airflow UI and REST API."""
+        return self.env["AIRFLOW__API__BASE_URL"]
+
+    @property
+    def mlflow_url(self) -> str:
+        """The MLflow UI and tracking server started by the stack."""
+        return f"http://127.0.0.1:{self.settings.mlflow_port}"
+
+    def pids(self) -> dict[str, int]:
+        """The process id of each running component (each one leads its own process group)."""
+        return {run.component.name: run.process.pid for run in self._running}
+
+    def prepare(self) -> None:
+        """Make the folders and the passwords file; safe to repeat."""
+        s = self.settings
+        for folder in (
+            s.home / "airflow",
+            self.logs_dir,
+            s.landing_dir,
+            s.quarantine_dir,
+            s.reports_dir,
+            s.mlflow_artifacts_dir,
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+        mlflow_db = _sqlite_path(s.mlflow_backend_uri)
+        if mlflow_db is not None:
+            mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+        self.passwords = write_passwords(s, self._base_env)
+
+    def start(self) -> None:
+        """Prepare, migrate the metadata DB, start every component and wait until all are healthy.
+
+        On any failure (or Ctrl-C) everything already started is stopped before the error propagates.
+        """
+        if self._running:
+            raise StackError("the stack is already running")
+        self._take_lock()
+        self._catch_sigterm()
+        urls = (self.settings.mlflow_backend_uri, self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        new_databases = [path for url in urls if (path := _sqlite_path(url)) and not path.exists()]
+        try:
+            self.prepare()
+            components = self._components()
+            self._check_ports(components)
+            started = time.monotonic()
+            self._start_catcher()
+            mlflow, *airflow = components
+            # MLflow does not need the metadata DB: it starts while the DB migrates.
+            self._launch(mlflow)
+            self._migrate(deadline=started + self.timeout)
+            for component in airflow:
+                self._launch(component)
+            self._wait_healthy(deadline=started + self.timeout)
+            self.startup_seconds = time.monotonic() - started
+            self.report(f"stack healthy in {self.startup_seconds:.1f} s")
+        except BaseException:
+            self.stop()
+            # SQLite migrations are not transactional: a first start cut short (Ctrl-C in its first seconds)
+            # leaves half-made databases that fail the next start. They hold nothing yet, so they go.
+            for path in new_databases:
+                for leftover in (
+                    path,
+                    *(path.with_name(path.name + end) for end in ("-journal", "-wal", "-shm")),
+                ):
+                    leftover.unlink(missing_ok=True)
+            raise
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Block until a component exits or ``timeout`` seconds pass.
+
+        Returns ``None`` on timeout, else what stopped (the component, its exit code and the tail of its log),
+        already reported. Ctrl-C and SIGTERM raise :class:`KeyboardInterrupt` here, which ``with`` turns into a
+        clean :meth:`stop`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # components are checked at least once, also with timeout 0
+            for run in self._running:
+                if run.process.poll() is not None:
+                    problem = self._describe_exit(run)
+                    self.report(problem)
+                    return problem
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic())))
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Stop every component and everything it started; safe to repeat.
+
+        Two rounds, each SIGTERM to every process group involved, then up to ``grace`` seconds to exit: first the
+        scheduler, DAG processor and triggerer with the tasks they run (Airflow gives each task a process group
+        of its own), while the API server and MLflow still answer them so they can record how they ended; then
+        the API server and MLflow. What is left after that gets SIGKILL. A second Ctrl-C skips the waiting.
+        """
+        if self._running:
+            hurry = threading.Event()
+            previous = {
+                signum: signal.signal(signum, lambda *_: hurry.set())
+                for signum in (signal.SIGINT, signal.SIGTERM)
+                if in_main_thread()
+            }
+            try:
+                began = time.monotonic()
+                left: list[psutil.Process] = []
+                for round_ in (
+                    [run for run in self._running if run.component.name not in _SERVERS],
+                    [run for run in self._running if run.component.name in _SERVERS],
+                ):
+                    self.report("stopping " + ", ".join(run.component.name for run in round_))
+                    left += terminate([run.process for run in round_], time.monotonic() + grace, hurry)
+                if left:
+                    self.report(f"killing what is still running: {'; '.join(describe(p) for p in left)}")
+                    for run in self._running:
+                        signal_group(run.process.pid, signal.SIGKILL)
+                    for proc in left:
+                        kill(proc)
+                for run in self._running:
+                    run.process.wait()
+                self.report(f"stack stopped in {time.monotonic() - began:.1f} s")
+            finally:
+                self._running.clear()
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+        if self._catcher is not None:
+            self._catcher.stop()
+            self._catcher = None
+            for conn_id in self.caught_connections:
+                del self.env[f"AIRFLOW_CONN_{conn_id.upper()}"]
+            self.caught_connections.clear()
+        self._release_sigterm()
+        self._release_lock()
+
+    def banner(self) -> list[str]:
+        """Lines for the terminal: URLs, login, where logs and alerts go.
+
+        Passwords airloop generated are shown (a local demo; they are also in the 0600 passwords file). Passwords
+        given through ``AIRLOOP_PASSWORD_<USER>`` are never echoed: they may be real secrets and logs are kept.
+        """
+        s = self.settings
+        logins = []
+        for user, role in airflow_users(s):
+            variable = password_variable(user)
+            if self._base_env.get(variable):
+                logins.append(f"{user} ({role}, password from {variable})")
+            else:
+                logins.append(f"{user} / {self.passwords.get(user, '?')} ({role})")
+        lines = [
+            f"Airflow UI   {self.airflow_url}   metadata DB {_masked(self.env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
+            f"MLflow UI    {self.mlflow_url}",
+            f"Login        {', '.join(logins)}; passwords in {passwords_file(s)}",
+            f"Warehouse    {_masked(s.warehouse_url)}",
+            f"Landing      {s.landing_dir}",
+            f"Logs         {self.logs_dir}/<component>.log; task logs under {s.home / 'airflow' / 'logs'}",
+        ]
+        if self.caught_connections:
+            lines.append(
+                f"Alerts       connections {', '.join(self.caught_connections)} point at the local catcher; "
+                f"messages land in {self.alerts_dir}"
+            )
+        lines.append("Stop         Ctrl-C")
+        return lines
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _components(self) -> list[_Component]:
+        s = self.settings
+        env = self.env
+        return [
+            _Component(
+                "mlflow",
+                [
+                    "mlflow",
+                    "server",
+                    "--backend-store-uri",
+                    s.mlflow_backend_uri,
+                    "--artifacts-destination",
+                    str(s.mlflow_artifacts_dir),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(s.mlflow_port),
+                    # One worker process: the default four cost ~8 s of CPU to start on 2 cores, and the
+                    # handful of concurrent requests a local stack makes are served by its thread pool.
+                    "--workers",
+                    "1",
+                ],
+                {s.mlflow_port: "MLflow server (mlflow_port)"},
+            ),
+            _Component(
+                "api-server",
+                ["airflow", "api-server", "--port", str(s.airflow_port)],
+                {s.airflow_port: "Airflow API server (airflow_port)"},
+            ),
+            _Component(
+                "scheduler",
+                ["airflow", "scheduler"],
+                {
+                    int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]): (
+                        f"Airflow worker log server (airflow_port + {WORKER_LOG_PORT_OFFSET})"
+                    )
+                },
+            ),
+            _Component("dag-processor", ["airflow", "dag-processor"], {}),
+            _Component(
+                "triggerer",
+                ["airflow", "triggerer"],
+                {
+                    int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]): (
+                        f"Airflow triggerer log server (airflow_port + {TRIGGER_LOG_PORT_OFFSET})"
+                    )
+                },
+            ),
+        ]
+
+    def _start_catcher(self) -> None:
+        """Start the alert catcher and point the specs' alert connections that the environment lacks at it."""
+        # In this process (two server threads), not a child: its connection details come from the running
+        # catcher itself, its ports are free ones it bound (no race), and it cannot outlive the stack.
+        catcher = AlertCatcher(self.alerts_dir).start()
+        self._catcher = catcher
+        connections: dict[str, str] = {}
+        for spec in load_model_specs(self.settings.models_dir).specs:
+            if spec.alerts.email is not None:
+                connections[spec.alerts.email.conn_id] = catcher.smtp_connection(CATCHER_FROM_EMAIL)
+            if spec.alerts.slack is not None:
+                connections[spec.alerts.slack.conn_id] = catcher.slack_connection()
+        for conn_id, value in sorted(connections.items()):
+            variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+            if variable not in self.env:
+                self.env[variable] = value
+                self.caught_connections.append(conn_id)
+        self.report(
+            f"alert catcher: SMTP on 127.0.0.1:{catcher.smtp_port}, webhooks on 127.0.0.1:{catcher.http_port}"
+        )
+
+    def _check_ports(self, components: list[_Component]) -> None:
+        for component in components:
+            for port, what in component.ports.items():
+                if not port_free(port):
+                    raise StackError(
+                        f"port {port} for the {what} is already in use (another stack?); "
+                        "set AIRLOOP_AIRFLOW_PORT / AIRLOOP_MLFLOW_PORT to free ports"
+                    )
+
+    def _launch(self, component: _Component) -> None:
+        log = self.logs_dir / f"{component.name}.log"
+        if log.exists():
+            log.replace(log.with_name(log.name + ".1"))  # keep the previous run's log for one more run
+        argv = [executable(component.argv[0], self.env), *component.argv[1:]]
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                argv,
+                env={**self.env, "PYTHONUNBUFFERED": "1"},  # a crash's last lines reach the log
+                cwd=self.settings.home,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._running.append(_Running(component, process, log))
+        self.report(f"started {component.name} (pid {process.pid}), log: {log}")
+
+    def _migrate(self, deadline: float) -> None:
+        """``airflow db migrate``, unless this Airflow version already migrated this very database.
+
+        The check costs ~0.3 s; the command ~3.5 s of CPU, on the critical path of every start.
+        """
+        url = self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        marker = self.settings.home / "airflow" / "migrated.json"
+        # A digest, not the URL: it may hold a password.
+        stamp = {
+            "airflow": importlib.metadata.version("apache-airflow"),
+            "database": hashlib.sha256(url.encode()).hexdigest(),
+        }
+        if read_json(marker) == stamp and _has_migrated_schema(url):
+            self.report("metadata DB already migrated")
+            return
+        log = self.logs_dir / "migrate.log"
+        began = time.monotonic()
+        try:
+            with log.open("wb") as out:
+                result = subprocess.run(
+                    [executable("airflow", self.env), "db", "migrate"],
+                    env=self.env,
+                    cwd=self.settings.home,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                    check=False,
+                )
+        except subprocess.TimeoutExpired:
+            raise StackError(
+                f"`airflow db migrate` did not finish within the {self.timeout:.0f} s start-up timeout; "
+                f"last lines of {log}:\n{tail(log)}"
+            ) from None
+        if result.returncode != 0:
+            raise StackError(
+                f"`airflow db migrate` failed (exit code {result.returncode}); "
+                f"last lines of {log}:\n{tail(log)}"
+            )
+        marker.write_text(json.dumps(stamp) + "\n")
+        self.report(f"metadata DB migrated in {time.monotonic() - began:.1f} s")
+
+    def _wait_healthy(self, deadline: float) -> None:
+        checks: dict[str, Callable[[], str | None]] = {
+            "mlflow": self._mlflow_problem,
+            "airflow": self._airflow_problem,
+        }
+        while True:
+            for run in self._running:
+                if run.process.poll() is not None:
+                    raise StackError(self._describe_exit(run))
+            problems = {name: problem for name, check in checks.items() if (problem := check())}
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                name, problem = next(iter(problems.items()))
+                component = problem.split(":", 1)[0] if name == "airflow" else name
+                log = self.logs_dir / f"{component}.log"
+                raise StackError(f"{problem} after {self.timeout:.0f} s; last lines of {log}:\n{tail(log)}")
+            for name in [n for n in checks if n not in problems]:
+                del checks[name]  # healthy once is enough during start-up
+            time.sleep(0.5)
+
+    def _mlflow_problem(self) -> str | None:
+        status, _body = http_get(f"{self.mlflow_url}/health")
+        return None if status == 200 else "mlflow: /health does not answer"
+
+    def _airflow_problem(self) -> str | None:
+        status, body = http_get(f"{self.airflow_url}/api/v2/monitor/health")
+        if status != 200:
+            return "api-server: /api/v2/monitor/health does not answer"
+        health = json.loads(body)
+        for key, component in (
+            ("metadatabase", "api-server"),
+            ("scheduler", "scheduler"),
+            ("dag_processor", "dag-processor"),
+            ("triggerer", "triggerer"),
+        ):
+            status_of = (health.get(key) or {}).get("status")
+            if status_of != "healthy":
+                return f"{component}: reported {status_of or 'no status'} by /api/v2/monitor/health"
+        return None
+
+    def _describe_exit(self, run: _Running) -> str:
+        return (
+            f"{run.component.name} exited with code {run.process.returncode}; "
+            f"last lines of {run.log}:\n{tail(run.log)}"
+        )
+
+    def _take_lock(self) -> None:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        lock = (self.settings.home / "stack.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StackError(f"another `airloop up` is running with home {self.settings.home}") from None
+        self._lock = lock
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
+
+    def _catch_sigterm(self) -> None:
+        # SIGTERM would end this process at once and orphan the children: make it a Ctrl-C instead.
+        if in_main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, interrupt_on_signal)
+
+    def _release_sigterm(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+
+#: The components tasks talk to (Airflow's execution API, MLflow tracking): stopped after the others.
+_SERVERS = {"api-server", "mlflow"}
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (``None`` for other databases)."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def _has_migrated_schema(url: str) -> bool:
+    """Whether the database still holds a migrated schema (it may have been dropped and made again)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).first() is not None
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _masked(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

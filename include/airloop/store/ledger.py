@@ -1,0 +1,163 @@
+"""The batch ledger: one row per model and partition, what became of its latest delivery; and the load that
+writes a validated partition with its ledger row in one transaction.
+
+A re-run or a backfill replaces a partition (its rows deleted and inserted in the same transaction as the ledger
+row), so nothing is ever duplicated; the batch table's key (partition, row) makes a doubled row impossible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airloop.core.spec import ColumnSpec, ModelSpec
+from airloop.store.schema import BATCH_CHECKSUM, LOADED_AT, PARTITION, ROW, batches_table, ledger
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PASSED, QUARANTINED = "passed", "quarantined"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A partition's latest delivery: its status, rows, checksum, validation result and where it went."""
+
+    partition: str
+    status: str
+    checksum: str
+    rows: int | None = None
+    validation_result_id: str | None = None
+    reason: str | None = None
+    files: list[str] = field(default_factory=list)
+    quarantine_path: str | None = None
+    airflow_run_id: str | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+
+def ledger_entries(engine: Engine, model: str) -> list[LedgerEntry]:
+    """A model's partitions, oldest first."""
+    query = sa.select(ledger).where(ledger.c.model == model).order_by(ledger.c.partition)
+    with engine.connect() as conn:
+        return [_entry(row._mapping) for row in conn.execute(query)]
+
+
+def passed_entries(engine: Engine, model: str) -> dict[str, LedgerEntry]:
+    """The validated partitions of a model, by partition, oldest first."""
+    return {e.partition: e for e in ledger_entries(engine, model) if e.passed}
+
+
+def latest_passed_partition(engine: Engine, model: str) -> date | None:
+    """The newest validated partition of a model (``None``: none yet)."""
+    query = sa.select(sa.func.max(ledger.c.partition)).where(
+        ledger.c.model == model, ledger.c.status == PASSED
+    )
+    with engine.connect() as conn:
+        latest = conn.execute(query).scalar()
+    return date.fromisoformat(latest) if latest else None
+
+
+def record_batch(engine: Engine, model: str, entry: LedgerEntry) -> None:
+    """Record a delivery in the ledger without touching the batch table (e.g. a quarantined one)."""
+    with engine.begin() as conn:
+        _upsert(conn, model, entry)
+
+
+def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entry: LedgerEntry) -> int:
+    """Replace a partition's rows with ``frame`` (each row's ``_row`` its position in it) and record ``entry``,
+    in one transaction; returns the rows written."""
+    table = batches_table(spec)
+    rows = _records(frame, spec)
+    loaded_at = datetime.now(UTC)
+    for position, row in enumerate(rows):
+        row.update(
+            {PARTITION: entry.partition, ROW: position, BATCH_CHECKSUM: entry.checksum, LOADED_AT: loaded_at}
+        )
+    with engine.begin() as conn:
+        conn.execute(table.delete().where(table.c[PARTITION] == entry.partition))
+        if rows:
+            conn.execute(table.insert(), rows)
+        _upsert(conn, spec.name, replace(entry, status=PASSED, rows=len(rows)))
+    return len(rows)
+
+
+def partition_row_count(engine: Engine, spec: ModelSpec, partition: str) -> int:
+    """Rows stored for one partition."""
+    table = batches_table(spec)
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(table).where(table.c[PARTITION] == partition)
+        return int(conn.execute(query).scalar_one())
+
+
+def rows_of(entries: dict[str, LedgerEntry], partitions: Sequence[str]) -> int:
+    """The validated rows of ``partitions`` according to the ledger."""
+    return sum(entries[p].rows or 0 for p in partitions if p in entries)
+
+
+def _upsert(conn: Connection, model: str, entry: LedgerEntry) -> None:
+    values = {
+        "model": model,
+        "partition": entry.partition,
+        "status": entry.status,
+        "rows": entry.rows,
+        "checksum": entry.checksum,
+        "validation_result_id": entry.validation_result_id,
+        "reason": entry.reason or None,
+        "files": json.dumps(list(entry.files)),
+        "quarantine_path": entry.quarantine_path,
+        "airflow_run_id": entry.airflow_run_id,
+        "updated_at": datetime.now(UTC),
+    }
+    key = (ledger.c.model == model) & (ledger.c.partition == entry.partition)
+    conn.execute(ledger.delete().where(key))
+    conn.execute(ledger.insert().values(**values))
+
+
+def _entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(
+        partition=row["partition"],
+        status=row["status"],
+        checksum=row["checksum"],
+        rows=row["rows"],
+        validation_result_id=row["validation_result_id"],
+        reason=row["reason"],
+        files=json.loads(row["files"]),
+        quarantine_path=row["quarantine_path"],
+        airflow_run_id=row["airflow_run_id"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _records(frame: pd.DataFrame, spec: ModelSpec) -> list[dict[str, Any]]:
+    names = [c.name for c in spec.contract.columns]
+    kinds = {c.name: c for c in spec.contract.columns}
+    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
+    for row in rows:
+        for name, value in row.items():
+            row[name] = _python_value(value, kinds[name])
+    return rows
+
+
+def _python_value(value: Any, column: ColumnSpec) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if column.type == "timestamp":
+        return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+    if column.type == "integer":
+        return int(value)
+    if column.type == "number":
+        return float(value)
+    if column.type == "boolean":
+        return bool(value)
+    return value

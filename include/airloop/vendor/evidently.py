@@ -1,0 +1,88 @@
+"""What airloop reads from Evidently's snapshots: the ``snapshot.dict()`` form, in one place.
+
+Evidently 0.7 lists each metric with its config (``type`` is the metric class's full name, so metrics are found
+by the suffix ``:<ClassName>``; a ``ValueDrift`` carries its resolved ``method`` and ``threshold`` there) and its
+value; a metric's tests refer to it by ``metric_config.metric_id``. ``tests/unit/vendor/test_vendor.py`` runs real
+reports and pins every field read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airloop.core.contracts import ColumnDrift
+
+
+@dataclass(frozen=True)
+class SnapshotDrift:
+    """The drift figures of a report: one per feature, in the order asked, and the prediction's."""
+
+    features: list[ColumnDrift]
+    prediction: ColumnDrift | None
+
+
+def metric_kind(metric: Mapping[str, Any]) -> str:
+    """The class name of a metric of ``snapshot.dict()["metrics"]`` (e.g. ``ValueDrift``)."""
+    return str(metric["config"]["type"]).rsplit(":", 1)[-1]
+
+
+def drift_figures(
+    snapshot: Mapping[str, Any], features: Sequence[str], prediction: str | None
+) -> SnapshotDrift:
+    """Every ``ValueDrift`` of a report run with tests: the column, the resolved method and threshold, the score,
+    and the verdict (its test FAILed: drifted)."""
+    verdicts = {
+        test["metric_config"]["metric_id"]: test["status"]
+        for test in snapshot.get("tests", [])
+        if str(test["metric_config"]["params"]["type"]).endswith(":ValueDrift")
+    }
+    columns: dict[str, ColumnDrift] = {}
+    for metric in snapshot["metrics"]:
+        if metric_kind(metric) != "ValueDrift":
+            continue
+        config = metric["config"]
+        if metric["id"] not in verdicts:
+            raise ValueError(
+                f"drift of {config['column']!r} has no verdict: run the report with include_tests"
+            )
+        columns[config["column"]] = ColumnDrift(
+            column=config["column"],
+            method=config["method"],
+            score=float(metric["value"]),
+            threshold=float(config["threshold"]),
+            drifted=verdicts[metric["id"]] == "FAIL",
+        )
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise ValueError(f"the snapshot has no drift figures for {', '.join(missing)}")
+    return SnapshotDrift(
+        features=[columns[f] for f in features],
+        prediction=columns.get(prediction) if prediction else None,
+    )
+
+
+def data_quality(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows, duplicated rows and missing shares (overall and per column) of the current data."""
+    quality: dict[str, Any] = {"missing_share": {}}
+    for metric in snapshot["metrics"]:
+        kind, config, value = metric_kind(metric), metric["config"], metric["value"]
+        if kind == "RowCount":
+            quality["rows"] = int(value)
+        elif kind == "DuplicatedRowCount":
+            quality["duplicated_rows"] = int(value)
+        elif kind == "DatasetMissingValueCount":
+            quality["missing_values_share"] = float(value["share"])
+        elif kind == "MissingValueCount":
+            quality["missing_share"][config["column"]] = float(value["share"])
+    return quality
+
+
+def single_values(snapshot: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, float]:
+    """The values of the report's single-value metrics named in ``names`` (class name -> the name to give)."""
+    return {
+        names[kind]: float(metric["value"])
+        for metric in snapshot["metrics"]
+        if (kind := metric_kind(metric)) in names
+    }

