@@ -17,9 +17,6 @@ Typical use (the CLI passes ``print`` as ``report``)::
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import importlib.metadata
-import json
 import os
 import signal
 import subprocess
@@ -34,12 +31,10 @@ from typing import IO, Any
 import psutil
 import sqlalchemy as sa
 
-from airloop.core.files import read_json
 from airloop.core.settings import Settings
 from airloop.local.catcher import AlertCatcher
+from airloop.local.components import SERVERS, Component, stack_components
 from airloop.local.env import (
-    TRIGGER_LOG_PORT_OFFSET,
-    WORKER_LOG_PORT_OFFSET,
     airflow_users,
     password_variable,
     passwords_file,
@@ -47,11 +42,11 @@ from airloop.local.env import (
     stack_env,
     write_passwords,
 )
+from airloop.local.health import airflow_problem, migrate_metadata, mlflow_problem
 from airloop.local.processes import (
     StackError,
     describe,
     executable,
-    http_get,
     in_main_thread,
     interrupt_on_signal,
     kill,
@@ -65,17 +60,9 @@ from airloop.model.context import load_model_specs
 CATCHER_FROM_EMAIL = "airloop@localhost"
 
 
-@dataclass(frozen=True)
-class _Component:
-    name: str
-    argv: list[str]
-    #: Ports the component binds, with what each one is, checked free before anything starts.
-    ports: dict[int, str]
-
-
 @dataclass
 class _Running:
-    component: _Component
+    component: Component
     process: subprocess.Popen[bytes]
     log: Path
 
@@ -164,7 +151,7 @@ class Stack:
         new_databases = [path for url in urls if (path := _sqlite_path(url)) and not path.exists()]
         try:
             self.prepare()
-            components = self._components()
+            components = stack_components(self.settings, self.env)
             self._check_ports(components)
             started = time.monotonic()
             self._start_catcher()
@@ -226,8 +213,8 @@ class Stack:
                 began = time.monotonic()
                 left: list[psutil.Process] = []
                 for round_ in (
-                    [run for run in self._running if run.component.name not in _SERVERS],
-                    [run for run in self._running if run.component.name in _SERVERS],
+                    [run for run in self._running if run.component.name not in SERVERS],
+                    [run for run in self._running if run.component.name in SERVERS],
                 ):
                     self.report("stopping " + ", ".join(run.component.name for run in round_))
                     left += terminate([run.process for run in round_], time.monotonic() + grace, hurry)
@@ -292,56 +279,6 @@ class Stack:
     ) -> None:
         self.stop()
 
-    def _components(self) -> list[_Component]:
-        s = self.settings
-        env = self.env
-        return [
-            _Component(
-                "mlflow",
-                [
-                    "mlflow",
-                    "server",
-                    "--backend-store-uri",
-                    s.mlflow_backend_uri,
-                    "--artifacts-destination",
-                    str(s.mlflow_artifacts_dir),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(s.mlflow_port),
-                    # One worker process: the default four cost ~8 s of CPU to start on 2 cores, and the
-                    # handful of concurrent requests a local stack makes are served by its thread pool.
-                    "--workers",
-                    "1",
-                ],
-                {s.mlflow_port: "MLflow server (mlflow_port)"},
-            ),
-            _Component(
-                "api-server",
-                ["airflow", "api-server", "--port", str(s.airflow_port)],
-                {s.airflow_port: "Airflow API server (airflow_port)"},
-            ),
-            _Component(
-                "scheduler",
-                ["airflow", "scheduler"],
-                {
-                    int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]): (
-                        f"Airflow worker log server (airflow_port + {WORKER_LOG_PORT_OFFSET})"
-                    )
-                },
-            ),
-            _Component("dag-processor", ["airflow", "dag-processor"], {}),
-            _Component(
-                "triggerer",
-                ["airflow", "triggerer"],
-                {
-                    int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]): (
-                        f"Airflow triggerer log server (airflow_port + {TRIGGER_LOG_PORT_OFFSET})"
-                    )
-                },
-            ),
-        ]
-
     def _start_catcher(self) -> None:
         """Start the alert catcher and point the specs' alert connections that the environment lacks at it."""
         # In this process (two server threads), not a child: its connection details come from the running
@@ -363,7 +300,7 @@ class Stack:
             f"alert catcher: SMTP on 127.0.0.1:{catcher.smtp_port}, webhooks on 127.0.0.1:{catcher.http_port}"
         )
 
-    def _check_ports(self, components: list[_Component]) -> None:
+    def _check_ports(self, components: list[Component]) -> None:
         for component in components:
             for port, what in component.ports.items():
                 if not port_free(port):
@@ -372,7 +309,7 @@ class Stack:
                         "set AIRLOOP_AIRFLOW_PORT / AIRLOOP_MLFLOW_PORT to free ports"
                     )
 
-    def _launch(self, component: _Component) -> None:
+    def _launch(self, component: Component) -> None:
         log = self.logs_dir / f"{component.name}.log"
         if log.exists():
             log.replace(log.with_name(log.name + ".1"))  # keep the previous run's log for one more run
@@ -391,51 +328,15 @@ class Stack:
         self.report(f"started {component.name} (pid {process.pid}), log: {log}")
 
     def _migrate(self, deadline: float) -> None:
-        """``airflow db migrate``, unless this Airflow version already migrated this very database.
-
-        The check costs ~0.3 s; the command ~3.5 s of CPU, on the critical path of every start.
-        """
-        url = self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-        marker = self.settings.home / "airflow" / "migrated.json"
-        # A digest, not the URL: it may hold a password.
-        stamp = {
-            "airflow": importlib.metadata.version("apache-airflow"),
-            "database": hashlib.sha256(url.encode()).hexdigest(),
-        }
-        if read_json(marker) == stamp and _has_migrated_schema(url):
-            self.report("metadata DB already migrated")
-            return
-        log = self.logs_dir / "migrate.log"
-        began = time.monotonic()
-        try:
-            with log.open("wb") as out:
-                result = subprocess.run(
-                    [executable("airflow", self.env), "db", "migrate"],
-                    env=self.env,
-                    cwd=self.settings.home,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=max(1.0, deadline - time.monotonic()),
-                    check=False,
-                )
-        except subprocess.TimeoutExpired:
-            raise StackError(
-                f"`airflow db migrate` did not finish within the {self.timeout:.0f} s start-up timeout; "
-                f"last lines of {log}:\n{tail(log)}"
-            ) from None
-        if result.returncode != 0:
-            raise StackError(
-                f"`airflow db migrate` failed (exit code {result.returncode}); "
-                f"last lines of {log}:\n{tail(log)}"
-            )
-        marker.write_text(json.dumps(stamp) + "\n")
-        self.report(f"metadata DB migrated in {time.monotonic() - began:.1f} s")
+        took = migrate_metadata(self.env, self.settings.home, self.logs_dir / "migrate.log", deadline)
+        self.report(
+            "metadata DB already migrated" if took is None else f"metadata DB migrated in {took:.1f} s"
+        )
 
     def _wait_healthy(self, deadline: float) -> None:
         checks: dict[str, Callable[[], str | None]] = {
-            "mlflow": self._mlflow_problem,
-            "airflow": self._airflow_problem,
+            "mlflow": lambda: mlflow_problem(self.mlflow_url),
+            "airflow": lambda: airflow_problem(self.airflow_url),
         }
         while True:
             for run in self._running:
@@ -452,26 +353,6 @@ class Stack:
             for name in [n for n in checks if n not in problems]:
                 del checks[name]  # healthy once is enough during start-up
             time.sleep(0.5)
-
-    def _mlflow_problem(self) -> str | None:
-        status, _body = http_get(f"{self.mlflow_url}/health")
-        return None if status == 200 else "mlflow: /health does not answer"
-
-    def _airflow_problem(self) -> str | None:
-        status, body = http_get(f"{self.airflow_url}/api/v2/monitor/health")
-        if status != 200:
-            return "api-server: /api/v2/monitor/health does not answer"
-        health = json.loads(body)
-        for key, component in (
-            ("metadatabase", "api-server"),
-            ("scheduler", "scheduler"),
-            ("dag_processor", "dag-processor"),
-            ("triggerer", "triggerer"),
-        ):
-            status_of = (health.get(key) or {}).get("status")
-            if status_of != "healthy":
-                return f"{component}: reported {status_of or 'no status'} by /api/v2/monitor/health"
-        return None
 
     def _describe_exit(self, run: _Running) -> str:
         return (
@@ -505,25 +386,9 @@ class Stack:
             self._previous_sigterm = None
 
 
-#: The components tasks talk to (Airflow's execution API, MLflow tracking): stopped after the others.
-_SERVERS = {"api-server", "mlflow"}
-
-
 def _sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///`` URL (``None`` for other databases)."""
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-
-
-def _has_migrated_schema(url: str) -> bool:
-    """Whether the database still holds a migrated schema (it may have been dropped and made again)."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).first() is not None
-    except sa.exc.SQLAlchemyError:
-        return False
-    finally:
-        engine.dispose()
 
 
 def _masked(url: str) -> str:

@@ -22,10 +22,9 @@ from airloop.model.features import model_input
 from airloop.model.predictions import predictions_of
 from airloop.model.registry import CHAMPION
 from airloop.store.batches import read_batches
-from airloop.store.db import sync_table
 from airloop.store.ledger import ledger_entries
 from airloop.store.predictions import scored_deliveries, write_predictions
-from airloop.store.schema import BATCH_CHECKSUM, PARTITION, ROW, ROW_INDEX, batches_table
+from airloop.store.schema import BATCH_CHECKSUM, PARTITION, ROW, ROW_INDEX
 
 
 class ScoringError(AirloopError):
@@ -129,4 +128,3 @@ def _check_validated(ctx: ModelContext, partitions: Sequence[str]) -> None:
     ]
     if bad:
         raise ScoringError(f"{ctx.name}: only validated partitions are scored; not these: {', '.join(bad)}")
-    sync_table(ctx.warehouse, batches_table(ctx.spec))
