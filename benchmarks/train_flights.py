@@ -13,6 +13,7 @@ Everything else lives in a temporary AIRLOOP_HOME, deleted at the end.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import tempfile
@@ -46,53 +47,59 @@ def run(home: Path, tracking_uri: str | None) -> None:
     import mlflow
     import pandas as pd
 
-    from airloop import registry, warehouse
-    from airloop.demo.replay import day_frame, days
-    from airloop.ingest import model_spec
-    from airloop.promotion import all_metrics
-    from airloop.settings import settings
-    from airloop.training import labelled, train_challenger
+    from airloop.core.settings import settings
+    from airloop.local.demo.replay import day_frame, days
+    from airloop.model.context import ModelContext
+    from airloop.model.features import model_input
+    from airloop.model.registry import CHAMPION
+    from airloop.promote.promote import evaluate_gate, promote_challenger
+    from airloop.store.db import sync_table
+    from airloop.store.ledger import PASSED, LedgerEntry, replace_partition
+    from airloop.store.schema import batches_table
+    from airloop.train.train import train_challenger
 
-    config = settings()
-    spec = model_spec(MODEL, config)
+    ctx = ModelContext.load(MODEL, settings())
+    spec, task = ctx.spec, ctx.task
     if tracking_uri is None:
         # A local store would put artifacts under ./mlruns: keep them in the temporary home.
-        mlflow.set_tracking_uri(config.mlflow_tracking_uri)
+        mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
         mlflow.create_experiment(spec.registered_model, artifact_location=(home / "artifacts").as_uri())
 
-    engine = warehouse.engine_for(config.warehouse_url)
-    warehouse.ensure_tables(engine, spec)
+    sync_table(ctx.warehouse, batches_table(spec))
     started = time.perf_counter()
     for day in days(date(2013, 1, 1), date(2013, 2, 28)):
-        row = {"checksum": f"bench-{day}".ljust(64, "0"), "validation_result_id": f"bench-{day}", "files": []}
-        warehouse.replace_partition(engine, spec, day.isoformat(), day_frame(day), ledger_row=row)
+        frame = day_frame(day)
+        checksum = hashlib.sha256(f"bench-{day}:{len(frame)}".encode()).hexdigest()
+        entry = LedgerEntry(
+            partition=day.isoformat(), status=PASSED, checksum=checksum, validation_result_id=f"bench-{day}"
+        )
+        replace_partition(ctx.warehouse, spec, frame, entry)
     print(f"warehouse: 2013-01-01..2013-02-28 loaded in {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
-    trained = train_challenger(MODEL, config=config)
+    trained = train_challenger(ctx)
     training_seconds = time.perf_counter() - started
-    metrics = trained["metrics"]
     print(
-        f"training: {training_seconds:.1f} s for {trained['window']['partitions']} days, {trained['trials']} trials "
+        f"training: {training_seconds:.1f} s for {trained.window.partitions} days, {trained.trials} trials "
         f"(spec: {spec.training.search.trials} trials, {spec.training.search.timeout_minutes:g} min budget)"
     )
-    print(f"  best params: {trained['best_params']}")
+    print(f"  best params: {trained.best_params}")
     print(
-        f"  holdout {trained['holdout']['partitions'][0]}..{trained['holdout']['partitions'][-1]}: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        f"  holdout {trained.holdout.partitions[0]}..{trained.holdout.partitions[-1]}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
     )
 
     started = time.perf_counter()
-    gate = registry.evaluate_gate(MODEL, trained, config=config)
-    promoted = registry.promote_challenger(MODEL, gate, config=config)
-    print(f"gate + promotion: {time.perf_counter() - started:.1f} s; promoted: {promoted['promoted']}")
-    print(f"  reasons: {'; '.join(promoted['reasons'])}")
+    gate = evaluate_gate(ctx, trained)
+    promoted = promote_challenger(ctx, gate)
+    print(f"gate + promotion: {time.perf_counter() - started:.1f} s; promoted: {promoted.promoted}")
+    print(f"  reasons: {'; '.join(promoted.reasons)}")
 
     march = pd.concat([day_frame(d) for d in days(date(2013, 3, 1), date(2013, 3, 31))])
-    rows, y, unlabelled = labelled(march.reset_index(drop=True), spec)
-    champion = mlflow.sklearn.load_model(f"models:/{spec.registered_model}@champion")
-    scores = registry.predict_proba(champion, rows, spec)
-    following = all_metrics(y, scores)
+    rows, y, unlabelled = task.labelled(march.reset_index(drop=True))
+    champion = ctx.registry.load(ctx.registry.version_of(CHAMPION))
+    predicted = task.predict(champion, model_input(rows, spec, champion))
+    following = task.all_metrics(y, predicted)
     print(
         f"March 2013 ({len(rows)} labelled flights, {unlabelled} without arrival delay): "
         + ", ".join(f"{k} {v:.4f}" for k, v in following.items())

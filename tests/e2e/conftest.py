@@ -1,6 +1,6 @@
 """The real stack for end-to-end tests: Airflow (metadata DB and warehouse on PostgreSQL) and MLflow, once per session.
 
-The ``stack`` fixture starts :class:`airloop.stack.Stack` in a temporary AIRLOOP_HOME on free ports, against a fresh
+The ``stack`` fixture starts :class:`airloop.local.stack.Stack` in a temporary AIRLOOP_HOME on free ports, against a fresh
 PostgreSQL database that is dropped afterwards, and gives tests an authenticated REST client with helpers to wait
 for DAGs, runs and backfills. Without PostgreSQL the e2e tests are skipped, or fail when ``CI`` is set.
 
@@ -25,8 +25,9 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from airloop.settings import Settings, load_settings
-from airloop.stack import Stack, isolated_env
+from airloop.core.settings import Settings, load_settings
+from airloop.local.env import isolated_env
+from airloop.local.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -170,12 +171,18 @@ class E2EStack:
         run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", logical_date=logical_date, conf=conf or {})
         return str(run["dag_run_id"])
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 180) -> dict[str, Any]:
-        """Wait until the run succeeds or fails; the run, with ``task_states`` ({task_id: state}) added."""
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 180, *, not_ended_at: str | None = None
+    ) -> dict[str, Any]:
+        """Wait until the run succeeds or fails; the run, with ``task_states`` ({task_id: state}) added.
+
+        ``not_ended_at``: the ``end_date`` of an earlier end of this run (before it was cleared): wait for an end
+        other than that one, so that a run cleared a moment ago is not taken as finished.
+        """
         deadline = time.monotonic() + timeout
         while True:
             run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] in _FINISHED:
+            if run["state"] in _FINISHED and (not_ended_at is None or run["end_date"] != not_ended_at):
                 return {**run, "task_states": self.task_states(dag_id, run_id)}
             assert time.monotonic() < deadline, (
                 f"run {run_id} of {dag_id} still {run['state']} after {timeout} s: {self.task_states(dag_id, run_id)}"
@@ -294,7 +301,8 @@ def _e2e_specs(target: Path) -> Path:
             raw["training"]["search"].update(trials=3, retrain_trials=1, timeout_minutes=2)
         if raw.get("monitoring"):
             # A 3-day window: July against a February reference drifts in 9 of 17 features (measured).
-            raw["monitoring"].update(window_days=3, cooldown_hours=72)
+            # No refusal backoff: the loop test's retrains (one refused by design) keep a plain 72 h cooldown.
+            raw["monitoring"].update(window_days=3, cooldown_hours=72, refusal_backoff=1)
         (target / path.name).write_text(yaml.safe_dump(raw))
     return target
 

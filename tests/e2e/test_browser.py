@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # This machine's network is closed: Chromium's own background connections would only fail, many at a time.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,33 +38,79 @@ def browser():
         browser.close()
 
 
-def _login(page, stack, password: str) -> None:
+def _login(page, stack, password: str):
+    """Fill in and submit the login form; the answer to the token request it makes (once it has come)."""
     page.goto(stack.base_url + "/", wait_until="networkidle")
     page.wait_for_selector("input[name=username]", timeout=30_000)
     page.fill("input[name=username]", stack.username)
     page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
+    with page.expect_response(
+        lambda r: r.url.split("?")[0].endswith("/auth/token") and r.request.method == "POST", timeout=30_000
+    ) as answer:
+        page.click("button[type=submit]")
+    return answer.value
+
+
+def _page_error(page) -> str:
+    """The page's text, once it shows an HTTP error (Airflow's pages show the status, e.g. "401 Unauthorized
+    Invalid credentials") or after 5 s: for failure messages."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:  # an answer that just came may not be rendered yet
+        page.get_by_text(re.compile(r"\b[45]\d\d\b")).first.wait_for(timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+    return " ".join(page.locator("body").inner_text().split())[:800]
+
+
+def _wait_visible(page, text: str, timeout: float) -> None:
+    """Wait for ``text`` on the page; fail with the page's address and error when it does not appear."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(f"text={text}", timeout=timeout)
+    except PlaywrightTimeout:
+        pytest.fail(
+            f"{text!r} not shown after {timeout / 1000:.0f} s on {page.url}; the page says: {_page_error(page)}"
+        )
 
 
 def test_airflow_ui_refuses_a_wrong_password(stack, browser):
+    from playwright.sync_api import expect
+
     page = browser.new_page()
-    _login(page, stack, "not-the-password")
-    page.wait_for_timeout(1500)
+    answer = _login(page, stack, "not-the-password")
+    assert answer.status == 401, f"{answer.status} {answer.text()}"
+    # The form shows the server's refusal and stays: no token, no way in.
+    expect(page.get_by_text("Invalid credentials")).to_be_visible(timeout=10_000)
     assert "/auth/login" in page.url
-    assert page.query_selector("input[name=password]") is not None
+    expect(page.locator("input[name=password]")).to_be_visible()
+    assert not [c for c in page.context.cookies() if c["name"] == "_token"]
     page.close()
 
 
 def test_airflow_ui_lists_airloops_dags_after_login(stack, browser, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = browser.new_page()
-    _login(page, stack, stack.password)
-    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    answer = _login(page, stack, stack.password)
+    assert answer.status == 201, (
+        f"login refused: {answer.status} {answer.text()}; the page says: {_page_error(page)}"
+    )
+    # Login completed: the page left the login form, with the session's token set...
+    try:
+        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"login did not complete: still on {page.url}; the page says: {_page_error(page)}")
+    assert [c for c in page.context.cookies() if c["name"] == "_token"], page.context.cookies()
+    # ... and the UI shows what only a logged-in user sees: airloop's DAGs, then one DAG's tasks.
     page.goto(stack.base_url + "/dags", wait_until="networkidle")
+    assert "/auth/login" not in page.url, f"sent back to the login form: {page.url}"
     for stage in ("ingest", "train", "score", "monitor", "retrain"):
-        page.wait_for_selector(f"text=flights_delay_{stage}", timeout=60_000)
+        _wait_visible(page, f"flights_delay_{stage}", timeout=60_000)
     page.goto(stack.base_url + "/dags/flights_delay_ingest", wait_until="networkidle")
     for task in ("wait_for_partition", "validate_batch", "load_batch", "quarantine_batch"):
-        page.wait_for_selector(f"text={task}", timeout=30_000)
+        _wait_visible(page, task, timeout=30_000)
     page.screenshot(path=str(tmp_path / "airflow.png"), full_page=True)
     page.close()
 

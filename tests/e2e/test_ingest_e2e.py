@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from airloop import warehouse
-from airloop.demo.replay import day_frame, write_partition
-from airloop.spec import load_spec
+from airloop.local.demo.replay import day_frame, write_partition
+from airloop.model.context import ModelContext
+from airloop.store.ledger import partition_row_count
 
 pytestmark = pytest.mark.e2e
 
-DAG_ID = "flights_delay_ingest"
+MODEL = "flights_delay"
+DAG_ID = f"{MODEL}_ingest"
 GOOD = [date(2013, 1, d) for d in range(1, 8)]
 WRONG_TYPE, MISSING_COLUMN, EMPTY = date(2013, 1, 8), date(2013, 1, 9), date(2013, 1, 10)
 
@@ -33,7 +34,7 @@ def _at(day: date) -> datetime:
 
 def _status(stack) -> dict[str, dict]:
     out = subprocess.run(
-        [str(Path(stack.env["PATH"].split(":")[0]) / "airloop"), "status", "flights_delay", "--json"],
+        [str(Path(stack.env["PATH"].split(":")[0]) / "airloop"), "status", MODEL, "--json"],
         env=stack.env,
         capture_output=True,
         text=True,
@@ -43,8 +44,15 @@ def _status(stack) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def landed(stack):
-    landing = stack.settings.landing_for("flights_delay")
+def ctx(stack):
+    """The model's context on the stack's settings (its warehouse, the one the tasks write)."""
+    return ModelContext.load(MODEL, stack.settings)
+
+
+@pytest.fixture(scope="module")
+def landed(stack, ctx):
+    """Every day of this module landed (the good week and the three bad days); {good day: rows}."""
+    landing = ctx.landing
     expected = {}
     for day in GOOD:
         frame = day_frame(day)
@@ -60,25 +68,31 @@ def landed(stack):
     return expected
 
 
-def test_seven_day_backfill_passes_with_source_row_counts(stack, landed):
+@pytest.fixture(scope="module")
+def good_week(stack, landed):
+    """The seven good days backfilled through the ingest DAG (once per module); their runs, oldest first."""
     started = time.monotonic()
     runs = stack.backfill(DAG_ID, _at(GOOD[0]), _at(GOOD[-1]), max_active_runs=4)
-    elapsed = time.monotonic() - started
-    print(f"7-day backfill of {DAG_ID}: {elapsed:.1f} s")
-    assert [r["state"] for r in runs] == ["success"] * 7, runs
+    print(f"7-day backfill of {DAG_ID}: {time.monotonic() - started:.1f} s")
+    return runs
+
+
+def test_seven_day_backfill_passes_with_source_row_counts(stack, ctx, landed, good_week):
+    assert [r["state"] for r in good_week] == ["success"] * 7, good_week
     batches = _status(stack)
-    assert {p: (b["status"], b["rows"]) for p, b in batches.items()} == {
-        p: ("passed", rows) for p, rows in landed.items()
+    # Other modules on this stack write other months: the good week's range holds exactly its seven days.
+    week = {
+        p: (b["status"], b["rows"])
+        for p, b in batches.items()
+        if GOOD[0].isoformat() <= p <= GOOD[-1].isoformat()
     }
-    spec = load_spec(stack.settings.models_dir / "flights_delay.yaml")
-    engine = warehouse.engine_for(stack.settings.warehouse_url)
+    assert week == {p: ("passed", rows) for p, rows in landed.items()}, batches
     for partition, rows in landed.items():
-        assert warehouse.partition_row_count(engine, spec, partition) == rows
+        assert partition_row_count(ctx.warehouse, ctx.spec, partition) == rows
 
 
-def test_rerunning_a_day_changes_nothing(stack, landed):
-    spec = load_spec(stack.settings.models_dir / "flights_delay.yaml")
-    engine = warehouse.engine_for(stack.settings.warehouse_url)
+def test_rerunning_a_day_changes_nothing(stack, ctx, landed, good_week):
+    spec, engine = ctx.spec, ctx.warehouse
     before = _status(stack)["2013-01-03"]
     [run] = [
         r
@@ -93,8 +107,8 @@ def test_rerunning_a_day_changes_nothing(stack, landed):
         reset_dag_runs=True,
         only_failed=False,
     )
-    time.sleep(2)
-    finished = stack.wait_for_run(DAG_ID, run["dag_run_id"])
+    # The cleared run is finished again once it has an end other than its first one.
+    finished = stack.wait_for_run(DAG_ID, run["dag_run_id"], not_ended_at=run["end_date"])
     assert finished["state"] == "success"
     after = _status(stack)["2013-01-03"]
     assert (after["rows"], after["checksum"], after["status"]) == (
@@ -103,11 +117,11 @@ def test_rerunning_a_day_changes_nothing(stack, landed):
         "passed",
     )
     assert after["updated_at"] > before["updated_at"], "the day was not processed again"
-    assert warehouse.partition_row_count(engine, spec, "2013-01-03") == landed["2013-01-03"]
-    assert sum(warehouse.partition_row_count(engine, spec, p) for p in landed) == sum(landed.values())
+    assert partition_row_count(engine, spec, "2013-01-03") == landed["2013-01-03"]
+    assert sum(partition_row_count(engine, spec, p) for p in landed) == sum(landed.values())
 
 
-def test_bad_days_are_quarantined_alerted_and_kept_out(stack, landed):
+def test_bad_days_are_quarantined_alerted_and_kept_out(stack, ctx, landed, good_week):
     runs = stack.backfill(DAG_ID, _at(WRONG_TYPE), _at(EMPTY), max_active_runs=3)
     assert [r["state"] for r in runs] == ["failed"] * 3
     batches = _status(stack)
@@ -116,17 +130,15 @@ def test_bad_days_are_quarantined_alerted_and_kept_out(stack, landed):
         MISSING_COLUMN: "missing column(s): carrier",
         EMPTY: "row count 0 outside",
     }
-    spec = load_spec(stack.settings.models_dir / "flights_delay.yaml")
-    engine = warehouse.engine_for(stack.settings.warehouse_url)
-    landing = stack.settings.landing_for("flights_delay")
+    spec, engine, landing = ctx.spec, ctx.warehouse, ctx.landing
     for day, reason in expectations.items():
         batch = batches[day.isoformat()]
         assert batch["status"] == "quarantined"
         assert reason in batch["reason"]
         kept = Path(batch["quarantine_path"])
         assert (kept / "flights.csv").read_bytes() == (landing / f"date={day}" / "flights.csv").read_bytes()
-        assert warehouse.partition_row_count(engine, spec, day.isoformat()) == 0
-    assert sum(warehouse.partition_row_count(engine, spec, p) for p in landed) == sum(landed.values())
+        assert partition_row_count(engine, spec, day.isoformat()) == 0
+    assert sum(partition_row_count(engine, spec, p) for p in landed) == sum(landed.values())
 
     emails = [message_from_bytes(p.read_bytes()) for p in sorted((stack.catcher_dir / "email").glob("*.eml"))]
     hooks = [json.loads(p.read_text()) for p in sorted((stack.catcher_dir / "slack").glob("*.json"))]

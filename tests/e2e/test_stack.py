@@ -21,8 +21,8 @@ pytestmark = pytest.mark.e2e
 # What `airloop up` does, without depending on the CLI's other commands.
 _UP = """
 import sys
-from airloop.settings import load_settings
-from airloop.stack import Stack
+from airloop.core.settings import load_settings
+from airloop.local.stack import Stack
 
 try:
     with Stack(load_settings(), report=print) as stack:
@@ -140,7 +140,7 @@ def test_mlflow_server_answers(stack) -> None:
 
 
 def test_passwords_file_is_private_and_holds_the_given_password(stack) -> None:
-    from airloop.stack import passwords_file
+    from airloop.local.env import passwords_file
 
     path = passwords_file(stack.settings)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -151,7 +151,7 @@ def test_passwords_file_is_private_and_holds_the_given_password(stack) -> None:
 
 
 def test_settings_pass_through_the_environment(stack) -> None:
-    from airloop.settings import load_settings
+    from airloop.core.settings import load_settings
 
     assert load_settings(env=stack.env) == stack.settings
 
@@ -181,8 +181,8 @@ def test_backfill_runs_every_interval(stack, smoke_dags) -> None:
 
 def test_stack_env_keeps_what_the_user_set(local_stack_env: dict[str, str]) -> None:
     """An AIRFLOW__ variable in the environment wins over the stack's default; airloop settings always win."""
-    from airloop.settings import load_settings
-    from airloop.stack import stack_env
+    from airloop.core.settings import load_settings
+    from airloop.local.env import stack_env
 
     base = {
         **local_stack_env,

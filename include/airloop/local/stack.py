@@ -224,6 +224,8 @@ class Stack:
                         signal_group(run.process.pid, signal.SIGKILL)
                     for proc in left:
                         kill(proc)
+                    # SIGKILL is not instant: wait until the kernel has taken them, so nothing outlives stop().
+                    psutil.wait_procs(left, timeout=10)
                 for run in self._running:
                     run.process.wait()
                 self.report(f"stack stopped in {time.monotonic() - began:.1f} s")

@@ -46,11 +46,13 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return dict(self.client.get_registered_model(self.name).aliases)
+            aliases = self.client.get_registered_model(self.name).aliases
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return {}
             raise
+        # The REST API gives versions as strings, MLflow's SQL store as ints: always strings here.
+        return {alias: str(version) for alias, version in aliases.items()}
 
     def version_of(self, alias: str) -> str | None:
         """The version ``alias`` points at now (``None``: no such alias)."""
