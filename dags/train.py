@@ -76,9 +76,9 @@ def train_dag(spec: ModelSpec) -> DAG:
 
         @task(outlets=[champion])
         def promote_champion(gate: dict, **context) -> dict:
-            from airloop.airflow.promotion import promote_champion
+            from airloop.airflow import tasks
 
-            return promote_champion(model, gate, champion, context, approval_task_id=approval_id)
+            return tasks.promote(model, gate, champion, context, approval_task_id=approval_id)
 
         passed = evaluate_gate(trained)
         gate = XComArg(passed.operator, key=dagkit.GATE)

@@ -1,4 +1,4 @@
-"""The Airflow side of promotion: the human approval of a promotion the gate passed, and the promotion task."""
+"""The Airflow side of promotion: the human approval of a promotion the gate passed."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset
-from airflow.sdk.exceptions import AirflowSkipException
 
 from airloop.airflow.dagkit import GATE
 from airloop.core.contracts import Gate
 from airloop.model.context import ModelContext
 from airloop.promote.gate import Approval, decision_markdown
-from airloop.promote.promote import promote_challenger, record_approval_refusal
+from airloop.promote.promote import record_approval_refusal
 
 #: How long an approval request waits for an answer before it counts as refused. A pending request holds the
 #: train DAG's only active run (max_active_runs=1), so it must not wait forever.
@@ -61,25 +59,3 @@ class PromotionApprovalOperator(ApprovalOperator):
                 ModelContext.load(self.model), gate, approval, airflow_run_id=context["ti"].run_id
             )
         return super().execute_complete(context=context, event=event)
-
-
-def promote_champion(
-    model: str,
-    gate: Mapping[str, Any],
-    champion: Asset,
-    context: Mapping[str, Any],
-    *,
-    approval_task_id: str | None,
-) -> dict[str, Any]:
-    """The promotion task: move ``champion`` (after the approval, when there is one) and describe the new champion
-    on the Asset event; a refusal at the moment of the move skips the task, so no Asset event is emitted."""
-    ti = context["ti"]
-    response = ti.xcom_pull(task_ids=approval_task_id) if approval_task_id else None
-    approval = approval_from_response(response) if response else None
-    result = promote_challenger(
-        ModelContext.load(model), Gate.model_validate(gate), approval=approval, airflow_run_id=ti.run_id
-    )
-    if not result.promoted:
-        raise AirflowSkipException("; ".join(result.reasons))
-    context["outlet_events"][champion].extra = {"version": result.version, "previous": result.champion_before}
-    return result.to_json()

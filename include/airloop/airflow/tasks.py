@@ -15,12 +15,21 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain
 from airloop.airflow.dagkit import GATE, RESULT, VERDICT
-from airloop.core.contracts import MonitorResult, Quarantined, RetrainDue, RetrainOutcome, Trained, Verdict
+from airloop.airflow.promotion import approval_from_response
+from airloop.core.contracts import (
+    Gate,
+    MonitorResult,
+    Quarantined,
+    RetrainDue,
+    RetrainOutcome,
+    Trained,
+    Verdict,
+)
 from airloop.ingest.ingest import load_partition, quarantine_partition, validate_partition
 from airloop.model.context import ModelContext
 from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.monitor.monitor import monitor_window, record_drift
-from airloop.promote.promote import evaluate_gate
+from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.retrain.retrain import retrain_outcome
 from airloop.score.score import partitions_to_score, score_partitions, unscored_partitions
 from airloop.train.train import train_challenger
@@ -106,6 +115,28 @@ def gate(model: str, trained: Mapping[str, Any], run_id: str, ti: Any) -> bool:
     decision = evaluate_gate(ModelContext.load(model), Trained.model_validate(trained), airflow_run_id=run_id)
     ti.xcom_push(key=GATE, value=decision.to_json())
     return decision.promote or decision.approval_required
+
+
+def promote(
+    model: str,
+    gate: Mapping[str, Any],
+    champion: Asset,
+    context: Mapping[str, Any],
+    *,
+    approval_task_id: str | None,
+) -> dict:
+    """Move ``champion`` (after the approval, when there is one) and describe the new champion on the Asset event;
+    a refusal at the moment of the move skips the task, so no Asset event is emitted."""
+    ti = context["ti"]
+    response = ti.xcom_pull(task_ids=approval_task_id) if approval_task_id else None
+    approval = approval_from_response(response) if response else None
+    result = promote_challenger(
+        ModelContext.load(model), Gate.model_validate(gate), approval=approval, airflow_run_id=ti.run_id
+    )
+    if not result.promoted:
+        raise AirflowSkipException("; ".join(result.reasons))
+    context["outlet_events"][champion].extra = {"version": result.version, "previous": result.champion_before}
+    return result.to_json()
 
 
 # -- <model>_score ----------------------------------------------------------------------------------------------

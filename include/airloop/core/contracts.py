@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Contract(BaseModel):
     """Base of every contract: no unknown keys, immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object form (what XCom and the event log store)."""

