@@ -65,7 +65,7 @@ def record_event(
             return insert_event(conn, model, payload, partition=partition, dedup_key=dedup_key) is not None
     except sa.exc.IntegrityError:
         # A concurrent writer inserted the same key between the check and the insert: written once, by it.
-        if dedup_key is None:
+        if dedup_key is None or not event_keys(engine, dedup_key) >= {dedup_key}:
             raise
         return False
 

@@ -100,10 +100,13 @@ def begin_move(
         with engine.begin() as conn:
             conn.execute(champion_moves.insert().values(**values))
     except sa.exc.IntegrityError:
+        # Another process wrote first: this very move (a retry racing its twin), or another move of the model.
         other = pending_move(engine, model)
-        if other is None:
-            raise  # the same key was written (and ended) meanwhile: the caller looks it up again
-        raise MoveBusy(other) from None
+        if other is not None and other.key != key:
+            raise MoveBusy(other) from None
+        if (same := find_move(engine, key)) is None:
+            raise
+        return same
     found = find_move(engine, key)
     assert found is not None
     return found
