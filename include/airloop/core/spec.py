@@ -10,10 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from airloop.core.errors import ConfigError
 
@@ -101,17 +110,62 @@ class LandingSourceSpec(_Strict):
     )
 
 
-class TargetSpec(_Strict):
-    """What the model predicts and when it is known: ``label_delay_hours`` after the event.
+class _Target(_Strict):
+    column: str
+    label_delay_hours: float = Field(
+        default=0, ge=0, description="how long after the event the label is known"
+    )
 
-    ``kind`` names the kind of model (:mod:`airloop.model.task` owns everything that depends on it); a binary
-    target is ``column > threshold``.
-    """
+
+class BinaryTarget(_Target):
+    """Two classes: ``column > threshold`` is the positive one, or ``column`` holds the class and
+    ``positive_class`` names the positive one."""
 
     kind: Literal["binary"] = "binary"
-    column: str
-    threshold: float
-    label_delay_hours: float = Field(default=0, ge=0)
+    threshold: float | None = None
+    positive_class: str | int | bool | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> BinaryTarget:
+        if (self.threshold is None) == (self.positive_class is None):
+            raise ValueError(
+                "a binary target needs exactly one of 'threshold' (the label is column > threshold) or "
+                "'positive_class' (the column holds the class)"
+            )
+        return self
+
+
+class MulticlassTarget(_Target):
+    """Three or more classes held by ``column``; the classes are the column's ``allowed`` values in the contract,
+    in that order."""
+
+    kind: Literal["multiclass"]
+
+
+class RegressionTarget(_Target):
+    """A number: ``column`` itself."""
+
+    kind: Literal["regression"]
+
+
+def _target_kind(value: Any) -> str:
+    # A spec that names no kind declares a binary target, as specs did before kinds existed.
+    return (
+        str(value.get("kind", "binary")) if isinstance(value, dict) else str(getattr(value, "kind", "binary"))
+    )
+
+
+#: What the model predicts (``target.kind``: binary, multiclass or regression) and when it is known.
+TargetSpec = Annotated[
+    Annotated[BinaryTarget, Tag("binary")]
+    | Annotated[MulticlassTarget, Tag("multiclass")]
+    | Annotated[RegressionTarget, Tag("regression")],
+    Discriminator(
+        _target_kind,
+        custom_error_type="target_kind",
+        custom_error_message="target.kind must be one of binary, multiclass, regression",
+    ),
+]
 
 
 class EmailChannel(_Strict):
@@ -294,6 +348,7 @@ class ModelSpec(_Strict):
             missing = [n for n in names if n not in declared]
             if missing:
                 raise ValueError(f"{field}: {', '.join(missing)} not declared in contract.columns")
+        self._check_target()
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
         if self.monitoring and self.monitoring.max_champion_age_days is not None and self.training is None:
@@ -301,6 +356,37 @@ class ModelSpec(_Strict):
                 "monitoring.max_champion_age_days: retraining on the champion's age needs a 'training' section"
             )
         return self
+
+    def _check_target(self) -> None:
+        target = self.target
+        index = next(i for i, c in enumerate(self.contract.columns) if c.name == target.column)
+        column = self.contract.columns[index]
+        where = f"contract.columns[{index}] ({column.name})"
+        if target.kind == "regression" or (target.kind == "binary" and target.threshold is not None):
+            if column.type not in ("integer", "number"):
+                rule = (
+                    "a regression target"
+                    if target.kind == "regression"
+                    else "a binary target with a threshold"
+                )
+                raise ValueError(f"target: {rule} needs a numeric column; {where} is a {column.type}")
+        elif target.kind == "multiclass":
+            if not column.allowed or len(column.allowed) < 3:
+                raise ValueError(
+                    f"target: a multiclass target needs its classes, three or more, listed in {where}.allowed"
+                    + (" (two classes: use kind binary with positive_class)" if column.allowed else "")
+                )
+            if column.mostly < 1:
+                raise ValueError(
+                    f"target: {where}.mostly must be 1: a class outside the contract is never a label"
+                )
+        elif column.allowed is not None and str(target.positive_class) not in {
+            str(a) for a in column.allowed
+        }:
+            raise ValueError(
+                f"target.positive_class: {target.positive_class!r} is not among {where}.allowed "
+                f"({', '.join(map(str, column.allowed))})"
+            )
 
     @property
     def batches_table(self) -> str:
@@ -373,16 +459,22 @@ def load_specs(models_dir: Path, check: Callable[[ModelSpec, Path], None] | None
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        where = _location(error["loc"], error.get("input"))
-        problems.append(f"field '{where}': {error['msg']}" if where else error["msg"])
+        where = _location(error["loc"])
+        # pydantic prefixes the messages of our own checks; the field (or the message itself) says what is wrong.
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"field '{where}': {message}" if where else message)
     return "; ".join(problems)
 
 
-def _location(loc: tuple[int | str, ...], _input: object) -> str:
+#: The tags of the target's kinds, which pydantic puts in an error's location after ``target``.
+_TARGET_TAGS = {"binary", "multiclass", "regression"}
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
+        elif not (parts == ["target"] and item in _TARGET_TAGS):
             parts.append(str(item))
     return ".".join(parts)

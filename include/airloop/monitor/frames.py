@@ -21,7 +21,7 @@ from airloop.core.spec import ModelSpec, MonitoringSpec
 from airloop.model.context import ModelContext
 from airloop.model.features import feature_frame, model_input
 from airloop.model.lineage import read_lineage
-from airloop.model.task import LABEL, PREDICTION, Task
+from airloop.model.task import PREDICTION, Task
 from airloop.store.batches import read_batches
 from airloop.store.ledger import passed_entries
 
@@ -77,16 +77,11 @@ def sample_rows(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=rows, random_state=seed).sort_index().reset_index(drop=True)
 
 
-def evidently_frame(frame: pd.DataFrame, spec: ModelSpec, predicted: Any) -> pd.DataFrame:
-    """The features and :data:`PREDICTION`, as Evidently's drift and summary reports compare them."""
-    return feature_frame(frame, spec).assign(**{PREDICTION: list(predicted)}).reset_index(drop=True)
-
-
-def quality_frame(rows: pd.DataFrame, task: Task, predicted: Any) -> pd.DataFrame:
-    """:data:`LABEL` and :data:`PREDICTION` of labelled ``rows``, as the quality report and figures take them."""
-    import pandas as pd
-
-    return pd.DataFrame({LABEL: task.labels(rows).to_numpy(), PREDICTION: list(predicted)})
+def evidently_frame(frame: pd.DataFrame, spec: ModelSpec, task: Task, predicted: Any) -> pd.DataFrame:
+    """The features and :data:`PREDICTION` (what prediction drift is measured on), as Evidently's drift and
+    summary reports compare them."""
+    drift = task.drift_prediction(predicted)
+    return feature_frame(frame, spec).assign(**{PREDICTION: drift}).reset_index(drop=True)
 
 
 def champion_frames(
@@ -123,7 +118,7 @@ def champion_frames(
         read_batches(engine, spec, champion.training, order="content"), policy.reference_rows, policy.seed
     )
     reference_frame = evidently_frame(
-        reference, spec, task.predict(pipeline, model_input(reference, spec, pipeline))
+        reference, spec, task, task.predict(pipeline, model_input(reference, spec, pipeline))
     )
     holdout_frame = None
     if champion.holdout:
@@ -131,9 +126,8 @@ def champion_frames(
             read_batches(engine, spec, champion.holdout, order="content")
         )
         holdout = sample_rows(holdout, policy.reference_rows, policy.seed)
-        holdout_frame = quality_frame(
-            holdout, task, task.predict(pipeline, model_input(holdout, spec, pipeline))
-        )
+        predicted = task.predict(pipeline, model_input(holdout, spec, pipeline))
+        holdout_frame = task.quality_frame(task.labels(holdout), predicted)
     # The holdout first: a run that finds the reference finds the holdout too.
     for frame, path in ((holdout_frame, holdout_path), (reference_frame, reference_path)):
         if frame is not None:

@@ -49,7 +49,7 @@ from airloop.model.context import ModelContext
 from airloop.model.features import feature_kinds
 from airloop.model.lineage import airflow_tags
 from airloop.model.predictions import scored_rows
-from airloop.model.task import LABEL, PREDICTION, Metric, primary_metric
+from airloop.model.task import PREDICTION, Metric, primary_metric
 from airloop.monitor.drift import TOP_FEATURES, DriftDecision, DriftFigures, drift_decision
 from airloop.monitor.frames import (
     Champion,
@@ -57,7 +57,6 @@ from airloop.monitor.frames import (
     champion_reference,
     evidently_frame,
     labels_arrived,
-    quality_frame,
     sample_rows,
 )
 from airloop.monitor.reports import drift_snapshot, quality_snapshot, summary_snapshot, write_report_page
@@ -306,8 +305,8 @@ def _run_reports(
     reference_frame, holdout_frame = champion_frames(ctx, policy, champion)
     current_sample = sample_rows(current, policy.current_rows, policy.seed)
     numeric, categorical = feature_kinds(spec)
-    current_frame = evidently_frame(current_sample, spec, current_sample[task.score_column])
-    kinds = {"numeric": numeric, "categorical": categorical}
+    current_frame = evidently_frame(current_sample, spec, task, task.stored_predictions(current_sample))
+    kinds = {"numeric": numeric, "categorical": categorical, "prediction_numeric": task.prediction_is_numeric}
     drift = drift_snapshot(reference_frame, current_frame, policy, **kinds)
     summary = summary_snapshot(reference_frame, current_frame, **kinds)
     sections: list[tuple[str, Snapshot]] = [
@@ -317,9 +316,8 @@ def _run_reports(
     model_quality: dict[str, float] = {}
     if quality.labelled_rows >= policy.min_rows and quality.current is not None and holdout_frame is not None:
         labelled = sample_rows(current.loc[arrived], policy.current_rows, policy.seed)
-        report = quality_snapshot(
-            task, holdout_frame, quality_frame(labelled, task, labelled[task.score_column])
-        )
+        current_quality = task.quality_frame(task.labels(labelled), task.stored_predictions(labelled))
+        report = quality_snapshot(task, holdout_frame, current_quality)
         model_quality = evidently_snapshot.single_values(report.dict(), task.quality_metric_names)
         sections.append(("Model quality (labelled rows; reference: the champion's holdout)", report))
     return _Reports(
@@ -340,9 +338,11 @@ def _quality(
     if labelled.empty:
         values: dict[str, float | None] = {}
     else:
-        frame = quality_frame(labelled, task, labelled[task.score_column])
-        values = {k: _finite(v) for k, v in task.all_metrics(frame[LABEL], frame[PREDICTION]).items()}
-        values |= task.label_figures(frame[LABEL])
+        labels = task.labels(labelled)
+        values = {
+            k: _finite(v) for k, v in task.all_metrics(labels, task.stored_predictions(labelled)).items()
+        }
+        values |= task.label_figures(labels)
     figures = QualityFigures(
         metric=metric.name,
         higher_is_better=metric.higher_is_better,

@@ -27,9 +27,10 @@ def drift_report(
     numeric: Sequence[str],
     categorical: Sequence[str],
     prediction: str | None = PREDICTION,
+    prediction_numeric: bool = True,
 ) -> Report:
-    """Evidently's drift report: every feature (and ``prediction``) with the policy's methods and thresholds,
-    and the drifted share. Each column's verdict comes as a test, so the report includes tests."""
+    """Evidently's drift report: every feature (and ``prediction``, a number or a class) with the policy's methods
+    and thresholds, and the drifted share. Each column's verdict comes as a test, so the report includes tests."""
     from evidently import Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -58,12 +59,13 @@ def drift_snapshot(
     numeric: Sequence[str],
     categorical: Sequence[str],
     prediction: str | None = PREDICTION,
+    prediction_numeric: bool = True,
 ) -> Snapshot:
     """Run :func:`drift_report` on two frames holding the features (and ``prediction``)."""
     from evidently import Dataset
 
-    definition = _definition(numeric, categorical, prediction)
-    return drift_report(policy, numeric, categorical, prediction).run(
+    definition = _definition(numeric, categorical, prediction, prediction_numeric)
+    return drift_report(policy, numeric, categorical, prediction, prediction_numeric).run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
     )
@@ -76,6 +78,7 @@ def summary_snapshot(
     numeric: Sequence[str],
     categorical: Sequence[str],
     prediction: str | None = PREDICTION,
+    prediction_numeric: bool = True,
 ) -> Snapshot:
     """Evidently's data-quality summary of both frames: rows, columns, duplicated and empty rows and columns,
     missing values overall and per column.
@@ -89,7 +92,7 @@ def summary_snapshot(
     from evidently.metrics import MissingValueCount
     from evidently.presets import DatasetStats
 
-    definition = _definition(numeric, categorical, prediction)
+    definition = _definition(numeric, categorical, prediction, prediction_numeric)
     columns = [*numeric, *categorical, *([prediction] if prediction else [])]
     items = [DatasetStats(include_tests=False), *(MissingValueCount(column=c, tests=[]) for c in columns)]
     return Report(items, include_tests=False).run(
@@ -100,7 +103,7 @@ def summary_snapshot(
 
 def quality_snapshot(task: Task, reference: pd.DataFrame, current: pd.DataFrame) -> Snapshot:
     """Evidently's quality report of the model's kind on frames of labels and predictions (see
-    :func:`airloop.monitor.frames.quality_frame`)."""
+    :meth:`airloop.model.task.Task.quality_frame`)."""
     from evidently import DataDefinition, Dataset, Report
 
     definition, items = task.quality_report_items()
@@ -151,10 +154,13 @@ def write_report_page(
     return write_text(path, "\n".join(parts))
 
 
-def _definition(numeric: Sequence[str], categorical: Sequence[str], prediction: str | None) -> Any:
+def _definition(
+    numeric: Sequence[str], categorical: Sequence[str], prediction: str | None, prediction_numeric: bool
+) -> Any:
     from evidently import DataDefinition
 
+    extra = [prediction] if prediction else []
     return DataDefinition(
-        numerical_columns=[*numeric, *([prediction] if prediction else [])],
-        categorical_columns=list(categorical),
+        numerical_columns=[*numeric, *(extra if prediction_numeric else [])],
+        categorical_columns=[*categorical, *([] if prediction_numeric else extra)],
     )

@@ -1,6 +1,6 @@
 """The promotion gate: may a challenger replace the champion? A pure function of facts and the spec's policy.
 
-The facts are the holdout labels and the two models' scores on the SAME rows, so every comparison is paired.
+The facts are the holdout labels and the two models' predictions on the SAME rows, so every comparison is paired.
 The checks, in order: the absolute floor on the primary metric; with a champion, the required margin, a paired
 bootstrap whose lower confidence bound of the improvement must be above zero, and no slice regressing by more than
 allowed; with ``approval: manual``, a human's answer. Every failed check is reported, not only the first, and
@@ -271,7 +271,8 @@ class _Versus:
 
 
 def _check_same_rows(y: np.ndarray, score: np.ndarray, name: str) -> None:
-    if score.shape != y.shape:
+    # One prediction per holdout row: a number, or a row of class probabilities.
+    if score.shape[:1] != y.shape or score.ndim > 2:
         raise ValueError(
             f"{name} scores have shape {score.shape}, the holdout labels {y.shape}: not the same rows"
         )

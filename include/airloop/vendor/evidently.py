@@ -80,9 +80,12 @@ def data_quality(snapshot: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def single_values(snapshot: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, float]:
-    """The values of the report's single-value metrics named in ``names`` (class name -> the name to give)."""
-    return {
-        names[kind]: float(metric["value"])
-        for metric in snapshot["metrics"]
-        if (kind := metric_kind(metric)) in names
-    }
+    """The values of the report's metrics named in ``names`` (class name -> the name to give); a metric whose
+    value is a mean and a spread (``MAE``, ``MeanError``) gives its mean."""
+    values = {}
+    for metric in snapshot["metrics"]:
+        kind = metric_kind(metric)
+        if kind in names:
+            value = metric["value"]
+            values[names[kind]] = float(value["mean"] if isinstance(value, Mapping) else value)
+    return values

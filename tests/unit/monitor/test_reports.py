@@ -11,7 +11,7 @@ import pytest
 
 from airloop.alerts import drift_alert
 from airloop.core.settings import project_root
-from airloop.core.spec import ModelSpec, MonitoringSpec, TargetSpec
+from airloop.core.spec import BinaryTarget, ModelSpec, MonitoringSpec
 from airloop.model.task import LABEL, PREDICTION, BinaryClassification
 from airloop.monitor.frames import labels_arrived
 from airloop.monitor.monitor import monitoring_window
@@ -147,7 +147,7 @@ def test_a_snapshot_without_drift_verdicts_or_a_feature_is_refused(summer):
 
 
 def test_classification_figures_and_the_report_page(tmp_path):
-    task = BinaryClassification(TargetSpec(column="arr_delay", threshold=15))
+    task = BinaryClassification(BinaryTarget(column="arr_delay", threshold=15))
     rng = np.random.default_rng(6)
     labels = (rng.random(1200) < 0.25).astype("int64")
     scores = np.clip(0.25 + 0.3 * (labels - 0.25) + rng.normal(0, 0.15, 1200), 0, 1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from airloop.core.contracts import Gate
-from airloop.core.spec import PromotionSpec, TargetSpec
+from airloop.core.spec import BinaryTarget, PromotionSpec
 from airloop.model.task import BinaryClassification
 from airloop.promote.gate import (
     Approval,
@@ -23,7 +23,7 @@ from airloop.promote.gate import (
 pytestmark = pytest.mark.unit
 
 ROWS = 2000
-TASK = BinaryClassification(TargetSpec(column="arr_delay", threshold=15))
+TASK = BinaryClassification(BinaryTarget(column="arr_delay", threshold=15))
 
 
 def _policy(**overrides) -> PromotionSpec:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airloop.core.spec import ModelSpec, MonitoringSpec, TargetSpec
+from airloop.core.spec import BinaryTarget, ModelSpec, MonitoringSpec
 from airloop.model.task import LABEL, PREDICTION, BinaryClassification
 
 pytestmark = pytest.mark.unit
@@ -168,7 +168,7 @@ def test_evidently_single_values_read_a_quality_snapshot():
     from airloop.monitor.reports import quality_snapshot
     from airloop.vendor.evidently import single_values
 
-    task = BinaryClassification(TargetSpec(column="arr_delay", threshold=15))
+    task = BinaryClassification(BinaryTarget(column="arr_delay", threshold=15))
     rng = np.random.default_rng(5)
     labels = (rng.random(400) < 0.3).astype("int64")
     scores = np.clip(0.3 + 0.4 * (labels - 0.3) + rng.normal(0, 0.15, 400), 0.01, 0.99)

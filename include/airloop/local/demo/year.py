@@ -310,7 +310,8 @@ class YearReplay:
                     "serving_versions": sorted(versions, key=int),
                     "labelled_rows": len(labelled),
                     "metric": metric.name,
-                    "serving": metric(truth, labelled[task.score_column]) if len(labelled) else None,
+                    "higher_is_better": metric.higher_is_better,
+                    "serving": metric(truth, task.stored_predictions(labelled)) if len(labelled) else None,
                     "first_champion": (
                         metric(truth, task.predict(first, model_input(labelled, self.spec, first)))
                         if len(labelled)
@@ -349,7 +350,13 @@ def format_table(table: list[dict[str, Any]], first_champion: str | None, metric
         promoted = ",".join(f"v{v}" for v in m["promoted"]) or "-"
         serving = ",".join(f"v{v}" for v in m["serving_versions"]) or "-"
         value, base = m["serving"], m["first_champion"]
-        gain = f"{value - base:+.4f}" if value is not None and base is not None else "-"
+        # Positive when serving did better than the first champion, whichever way the metric counts.
+        better = (
+            (value - base if m.get("higher_is_better", True) else base - value)
+            if None not in (value, base)
+            else None
+        )
+        gain = "-" if better is None else f"{better:+.4f}"
         lines.append(
             f"{m['month']:<5} {m['rows']:>6} {m['weeks_monitored']:>5} {m['weeks_drifted']:>7} {share:>11} "
             f"{m['retrains']:>8} {promoted:<9} {serving:<11} {_f(value):>11} {_f(base):>11} {gain:>7}"
