@@ -2,7 +2,8 @@
 ### `<model>_ingest`: validated, backfillable ingestion
 
 For each day (the run's data interval), wait for the partition to land in the landing folder (deferred: no worker
-slot is held), validate it with the Great Expectations suite generated from the model's contract, then
+slot is held), or with a SQL source run the spec's query for the interval and keep its result as the delivery;
+validate it with the Great Expectations suite generated from the model's contract, then
 
 * **passed**: replace the day's partition in the warehouse in one transaction and record it in the batch ledger;
   emits the Asset `airloop://<model>/batches`;
@@ -34,17 +35,27 @@ def ingest_dag(spec: ModelSpec) -> DAG:
         catchup=spec.catchup,
         max_active_runs=spec.source.max_active_runs,
     ) as dag:
-        wait = LandedPartitionSensor(
-            task_id="wait_for_partition",
-            model=model,
-            partition="{{ data_interval_start | ds }}",
-            wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
-            poke_interval=spec.source.poke_interval_seconds,
-            # A timeout fails for good (AirflowFailException). The retries are for Airflow 3.3's race that can mark
-            # a quickly resumed deferred task failed (apache/airflow#72716): the retry re-checks the folder.
-            retries=2,
-            retry_delay=timedelta(seconds=5),
-        )
+        if spec.source.kind == "sql":
+            # The query for the run's interval, its result delivered as the partition. A retry reads again.
+            @task
+            def extract_batch(data_interval_start=None, data_interval_end=None) -> dict:
+                from airloop.airflow import tasks
+
+                return tasks.extract_batch(model, data_interval_start, data_interval_end)
+
+            arrive = extract_batch()
+        else:
+            arrive = LandedPartitionSensor(
+                task_id="wait_for_partition",
+                model=model,
+                partition="{{ data_interval_start | ds }}",
+                wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
+                poke_interval=spec.source.poke_interval_seconds,
+                # A timeout fails for good (AirflowFailException). The retries are for Airflow 3.3's race that can
+                # mark a quickly resumed deferred task failed (apache/airflow#72716): the retry re-checks the folder.
+                retries=2,
+                retry_delay=timedelta(seconds=5),
+            )
 
         # Validates, then branches: the verdict goes on as the XCom "verdict", the return value names the path.
         # One task, not a validate task and a branch task: a task process less per day.
@@ -81,7 +92,7 @@ def ingest_dag(spec: ModelSpec) -> DAG:
             tasks.fail_quarantined(quarantined)
 
         validate = validate_batch()
-        wait >> validate
+        arrive >> validate
         verdict = XComArg(validate.operator, key=dagkit.VERDICT)
         quarantined = quarantine_batch(verdict)
         validate >> [load_batch(verdict), quarantined]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain
@@ -25,6 +25,8 @@ from airloop.core.contracts import (
     Trained,
     Verdict,
 )
+from airloop.core.spec import SqlSourceSpec
+from airloop.ingest.extract import extract_partition
 from airloop.ingest.ingest import load_partition, quarantine_partition, validate_partition
 from airloop.model.context import ModelContext
 from airloop.model.registry import CHALLENGER, CHAMPION
@@ -64,6 +66,20 @@ def asset_event_extras(triggering_asset_events: Mapping[Any, Iterable[Any]] | No
 
 
 # -- <model>_ingest ---------------------------------------------------------------------------------------------
+
+
+def extract_batch(model: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
+    """Read the run's interval from the SQL source (the database its Airflow connection names, through the
+    provider's hook) and deliver it as the partition."""
+    ctx = ModelContext.load(model)
+    source = ctx.spec.source
+    assert isinstance(source, SqlSourceSpec)  # the DAG has this task for SQL sources only
+    database = BaseHook.get_connection(source.conn_id).get_hook().get_sqlalchemy_engine()
+    try:
+        partition = partition_key(data_interval_start)
+        return extract_partition(ctx, database, data_interval_start, data_interval_end, partition).to_json()
+    finally:
+        database.dispose()
 
 
 def validate_batch(model: str, data_interval_start: datetime, ti: Any) -> str:

@@ -47,6 +47,15 @@ class Verdict(Contract):
         return "; ".join(self.failures)
 
 
+class Extracted(Contract):
+    """A partition read from a SQL source and delivered to the landing folder."""
+
+    model: str
+    partition: str
+    rows: int
+    checksum: str
+
+
 class Loaded(Contract):
     """A partition written to the warehouse."""
 

@@ -92,22 +92,78 @@ class ContractSpec(_Strict):
         raise KeyError(name)
 
 
-class LandingSourceSpec(_Strict):
-    """Partitions landed as files: ``<landing_dir>/<model>/date=YYYY-MM-DD/*.parquet|*.csv``."""
-
-    kind: Literal["landing"] = "landing"
-    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
-    max_file_mb: float = Field(default=100, gt=0)
-    wait_timeout_minutes: float = Field(
-        default=60, gt=0, description="how long a missing partition is waited for"
-    )
-    poke_interval_seconds: float = Field(default=30, gt=0)
+class _Source(_Strict):
     max_active_runs: int = Field(
         default=4,
         ge=1,
         le=32,
         description="partitions ingested at once (catchup, backfills, a late delivery)",
     )
+    max_file_mb: float = Field(default=100, gt=0, description="the largest file a delivery may hold")
+
+
+class LandingSourceSpec(_Source):
+    """Partitions landed as files: ``<landing_dir>/<model>/date=YYYY-MM-DD/*.parquet|*.csv``."""
+
+    kind: Literal["landing"] = "landing"
+    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+    wait_timeout_minutes: float = Field(
+        default=60, gt=0, description="how long a missing partition is waited for"
+    )
+    poke_interval_seconds: float = Field(default=30, gt=0)
+
+
+#: The bind parameters a SQL source's query gets: the bounds of the run's data interval.
+SQL_BOUNDS = ("start", "end")
+
+
+class SqlSourceSpec(_Source):
+    """Partitions read by a query from a database named by an Airflow connection id (no credentials here).
+
+    The query selects the partition's rows with the bind parameters ``:start`` and ``:end``, the bounds of the
+    run's data interval (UTC timestamps, start included, end excluded), passed as parameters: values are never
+    formatted into the SQL. Its result is kept as the partition's delivery (a Parquet file in the landing folder)
+    and then validated, loaded or quarantined exactly like a landed file.
+    """
+
+    kind: Literal["sql"]
+    conn_id: str = Field(min_length=1, description="the Airflow connection of the database to query")
+    query: str = Field(min_length=1)
+
+    @property
+    def formats(self) -> list[str]:
+        return ["parquet"]
+
+    @field_validator("query")
+    @classmethod
+    def _binds_the_interval(cls, query: str) -> str:
+        missing = [name for name in SQL_BOUNDS if not re.search(rf"(?<![:\w]):{name}\b", query)]
+        if missing:
+            raise ValueError(
+                f"the query must select the partition with the bind parameters :start and :end (the data "
+                f"interval's bounds); it lacks {', '.join(':' + m for m in missing)}"
+            )
+        return query
+
+
+def _kind(default: str) -> Callable[[Any], str]:
+    """How a section's kind is read: its ``kind``, else ``default`` (specs written before kinds existed)."""
+
+    def kind(value: Any) -> str:
+        return str(value.get("kind", default) if isinstance(value, dict) else getattr(value, "kind", default))
+
+    return kind
+
+
+#: Where batches come from (``source.kind``): landed files, or a SQL query.
+SourceSpec = Annotated[
+    Annotated[LandingSourceSpec, Tag("landing")] | Annotated[SqlSourceSpec, Tag("sql")],
+    Discriminator(
+        _kind("landing"),
+        custom_error_type="source_kind",
+        custom_error_message="source.kind must be one of landing, sql",
+    ),
+]
 
 
 class _Target(_Strict):
@@ -148,20 +204,13 @@ class RegressionTarget(_Target):
     kind: Literal["regression"]
 
 
-def _target_kind(value: Any) -> str:
-    # A spec that names no kind declares a binary target, as specs did before kinds existed.
-    return (
-        str(value.get("kind", "binary")) if isinstance(value, dict) else str(getattr(value, "kind", "binary"))
-    )
-
-
 #: What the model predicts (``target.kind``: binary, multiclass or regression) and when it is known.
 TargetSpec = Annotated[
     Annotated[BinaryTarget, Tag("binary")]
     | Annotated[MulticlassTarget, Tag("multiclass")]
     | Annotated[RegressionTarget, Tag("regression")],
     Discriminator(
-        _target_kind,
+        _kind("binary"),
         custom_error_type="target_kind",
         custom_error_message="target.kind must be one of binary, multiclass, regression",
     ),
@@ -322,7 +371,7 @@ class ModelSpec(_Strict):
     time_column: str
     features: list[str] = Field(min_length=1)
     target: TargetSpec
-    source: LandingSourceSpec = Field(default_factory=LandingSourceSpec)
+    source: SourceSpec = Field(default_factory=LandingSourceSpec)
     contract: ContractSpec
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     training: TrainingSpec | None = None
@@ -466,8 +515,8 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-#: The tags of the target's kinds, which pydantic puts in an error's location after ``target``.
-_TARGET_TAGS = {"binary", "multiclass", "regression"}
+#: The tags of the kinds of target and source, which pydantic puts in an error's location after the field.
+_TAGS = {"target": {"binary", "multiclass", "regression"}, "source": {"landing", "sql"}}
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -475,6 +524,6 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif not (parts == ["target"] and item in _TARGET_TAGS):
+        elif not (len(parts) == 1 and item in _TAGS.get(parts[0], ())):
             parts.append(str(item))
     return ".".join(parts)

@@ -7,6 +7,9 @@ names the file.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,15 +94,16 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
             problems.append(f"file {file.name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}")
             continue
         if fmt == "csv":
-            frame = _parse_timestamps(frame, timestamps)
+            frame = parse_timestamps(frame, timestamps)
         frames.append(frame)
     if problems:
         return None, problems
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
 
 
-def _parse_timestamps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    # CSV has no timestamp type. A column that does not parse is left as text, so the type check names it.
+def parse_timestamps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` read as instants (UTC) where they came as text: CSV has no timestamp type, and SQLite returns
+    timestamps as text. A column that does not parse is left as text, so the type check names it."""
     import pandas as pd
 
     for column in columns:
@@ -109,6 +113,30 @@ def _parse_timestamps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             except (ValueError, TypeError):
                 pass
     return frame
+
+
+def land_frame(frame: pd.DataFrame, landing: Path, partition: str, name: str, fmt: str = "parquet") -> Path:
+    """Deliver ``frame`` as a partition's only file (``<name>.<fmt>``), atomically: written in a hidden folder
+    beside the partition's, which then replaces it, so a reader never sees half a delivery."""
+    target = partition_dir(landing, partition)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        file = staging / f"{name}.{fmt}"
+        if fmt == "parquet":
+            frame.to_parquet(file, index=False)
+        elif fmt == "csv":
+            frame.to_csv(file, index=False)
+        else:
+            raise ValueError(f"format {fmt!r}: deliveries are parquet or csv")
+        os.chmod(staging, 0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
 
 
 def is_landed(landing: Path, partition: str) -> bool:

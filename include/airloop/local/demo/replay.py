@@ -6,14 +6,13 @@ and renamed into place, so a reader never sees a half-written partition.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from airloop.ingest.landing import land_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,11 +48,6 @@ def flights_with_weather() -> pd.DataFrame:
     return frame
 
 
-def partition_dir(landing: Path, day: date) -> Path:
-    """The folder of one day's partition."""
-    return Path(landing) / f"date={day.isoformat()}"
-
-
 def day_frame(day: date) -> pd.DataFrame:
     """The flights scheduled to depart on ``day`` (local date), in source order."""
     frame = flights_with_weather()
@@ -62,24 +56,8 @@ def day_frame(day: date) -> pd.DataFrame:
 
 
 def write_partition(frame: pd.DataFrame, landing: Path, day: date, fmt: FileFormat = "parquet") -> Path:
-    """Write one partition atomically (temporary folder, then rename); replaces an existing one."""
-    target = partition_dir(landing, day)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        file = staging / f"flights.{fmt}"
-        if fmt == "parquet":
-            frame.to_parquet(file, index=False)
-        else:
-            frame.to_csv(file, index=False)
-        os.chmod(staging, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    """Deliver one day as ``flights.<fmt>``, atomically; replaces an existing delivery."""
+    return land_frame(frame, landing, day.isoformat(), "flights", fmt)
 
 
 def days(start: date, end: date) -> Iterator[date]:
