@@ -1,7 +1,7 @@
 """
 ### `<model>_ingest`: validated, backfillable ingestion
 
-For each day (the run's data interval), wait for the partition to land in the landing folder (deferred: no worker
+For each partition (the run's data interval: a day, an hour, a week... as the spec's schedule says), wait for the partition to land in the landing folder (deferred: no worker
 slot is held), or with a SQL source run the spec's query for the interval and keep its result as the delivery;
 validate it with the Great Expectations suite generated from the model's contract, then
 
@@ -48,7 +48,7 @@ def ingest_dag(spec: ModelSpec) -> DAG:
             arrive = LandedPartitionSensor(
                 task_id="wait_for_partition",
                 model=model,
-                partition="{{ data_interval_start | ds }}",
+                partition=dagkit.partition_template(spec),
                 wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
                 poke_interval=spec.source.poke_interval_seconds,
                 # A timeout fails for good (AirflowFailException). The retries are for Airflow 3.3's race that can

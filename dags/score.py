@@ -38,8 +38,9 @@ def score_dag(spec: ModelSpec) -> DAG:
             "partitions": Param(
                 None,
                 type=["null", "array"],
-                items={"type": "string", "format": "date"},
-                description="Partitions (YYYY-MM-DD) to score; empty: those of the triggering Asset events",
+                items={"type": "string"},
+                description="Partition keys (YYYY-MM-DD, or YYYY-MM-DDTHH:MM for sub-daily schedules) to score; "
+                "empty: those not scored yet",
             )
         },
     ) as dag:

@@ -43,8 +43,8 @@ def train_dag(spec: ModelSpec) -> DAG:
             "window_end": Param(
                 None,
                 type=["null", "string"],
-                format="date",
-                description="Last day of the training window (YYYY-MM-DD); empty: the latest validated partition",
+                description="Last partition of the training window (YYYY-MM-DD, or YYYY-MM-DDTHH:MM for sub-daily "
+                "schedules); empty: the latest validated partition",
             ),
             "warm_start": Param(
                 False,

@@ -81,3 +81,16 @@ def warehouse_url(request: pytest.FixtureRequest, airloop_home, monkeypatch: pyt
     monkeypatch.setenv("AIRLOOP_WAREHOUSE_URL", url)
     settings.cache_clear()
     return url
+
+
+#: The tiers ``make test`` selects by; a test with none of them would be collected by no tier and never run.
+TIERS = ("unit", "dags", "integration", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) carry no tier marker ({', '.join(TIERS)}), so no tier of make test would "
+            f"run them: {', '.join(unmarked[:5])}"
+        )

@@ -292,7 +292,7 @@ def _drift_figures(drift: Mapping[str, Any]) -> str:
 def _trigger(retrain: Mapping[str, Any]) -> str:
     if retrain["trigger"] == "drift":
         return f"on drift in {retrain['window']}"
-    age = f"the champion's age ({retrain['champion_age_days']} days)"
+    age = f"the champion's age ({retrain['champion_age_days']:g} days)"
     if retrain["trigger"] == "age":
         return f"on {age}, data {retrain['window']}"
     return f"on drift in {retrain['window']} and {age}"

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowTimetableInvalid
 
 from airloop.airflow.alerting import alert_task_failure
 from airloop.core.errors import ConfigError
+from airloop.core.partitions import key_format
 from airloop.core.settings import settings
 from airloop.core.spec import ModelSpec
 from airloop.model.context import ModelContext, load_model_specs
@@ -108,6 +109,12 @@ def monitoring_timetable(spec: ModelSpec) -> CronDataIntervalTimetable:
     if spec.monitoring is None:
         raise ValueError(f"{spec.name}: the spec has no 'monitoring' section")
     return CronDataIntervalTimetable(spec.monitoring.schedule, timezone="UTC")
+
+
+def partition_template(spec: ModelSpec) -> str:
+    """The Jinja template of a run's partition key (:func:`airloop.core.partitions.partition_key`), for operator
+    fields rendered by Airflow (the landing sensor's, rendered in the triggerer)."""
+    return f"{{{{ data_interval_start.strftime('{key_format(spec.schedule)}') }}}}"
 
 
 def start(spec: ModelSpec) -> datetime:

@@ -7,7 +7,7 @@ DAG files wire these; a task body is one call. Everything here runs in a task pr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Asset, BaseHook
@@ -25,6 +25,7 @@ from airloop.core.contracts import (
     Trained,
     Verdict,
 )
+from airloop.core.partitions import partition_key
 from airloop.core.spec import SqlSourceSpec
 from airloop.ingest.extract import extract_partition
 from airloop.ingest.ingest import load_partition, quarantine_partition, validate_partition
@@ -35,11 +36,6 @@ from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.retrain.retrain import retrain_outcome
 from airloop.score.score import partitions_to_score, score_partitions, unscored_partitions
 from airloop.train.train import train_challenger
-
-
-def partition_key(data_interval_start: datetime) -> str:
-    """The partition of a run: the UTC date its data interval starts on."""
-    return data_interval_start.astimezone(UTC).date().isoformat()
 
 
 def airflow_ids(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,7 +72,7 @@ def extract_batch(model: str, data_interval_start: datetime, data_interval_end: 
     assert isinstance(source, SqlSourceSpec)  # the DAG has this task for SQL sources only
     database = BaseHook.get_connection(source.conn_id).get_hook().get_sqlalchemy_engine()
     try:
-        partition = partition_key(data_interval_start)
+        partition = partition_key(data_interval_start, ctx.spec.schedule)
         return extract_partition(ctx, database, data_interval_start, data_interval_end, partition).to_json()
     finally:
         database.dispose()
@@ -84,7 +80,8 @@ def extract_batch(model: str, data_interval_start: datetime, data_interval_end: 
 
 def validate_batch(model: str, data_interval_start: datetime, ti: Any) -> str:
     """Validate the run's partition; hand the verdict on (XCom ``verdict``) and name the branch to follow."""
-    verdict = validate_partition(ModelContext.load(model), partition_key(data_interval_start))
+    ctx = ModelContext.load(model)
+    verdict = validate_partition(ctx, partition_key(data_interval_start, ctx.spec.schedule))
     ti.xcom_push(key=VERDICT, value=verdict.to_json())
     return "load_batch" if verdict.passed else "quarantine_batch"
 

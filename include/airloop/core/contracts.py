@@ -282,8 +282,8 @@ class RetrainDue(Contract):
     drift_share: float | None
     why: str
     age_due: bool = False
-    champion_age_days: int | None = None
-    max_champion_age_days: int | None = None
+    champion_age_days: float | None = None
+    max_champion_age_days: float | None = None
 
 
 class RetrainOutcome(Contract):

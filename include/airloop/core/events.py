@@ -98,8 +98,8 @@ class AgeRetrainPayload(RetrainOutcome):
 
     window_last: str
     why: str
-    champion_age_days: int | None
-    max_champion_age_days: int | None
+    champion_age_days: float | None
+    max_champion_age_days: float | None
 
 
 class AlertSentPayload(Contract):

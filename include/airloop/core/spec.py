@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from airloop.core.errors import ConfigError
+from airloop.core.partitions import cron_of, longest_interval
 
 ColumnType = Literal["integer", "number", "string", "timestamp", "boolean"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -279,8 +280,10 @@ class TrainingSpec(_Strict):
     estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     search: SearchSpec = Field(default_factory=SearchSpec)
-    window_days: int = Field(default=60, ge=2, description="days of validated batches to train on")
-    holdout_days: int = Field(default=7, ge=1, description="the most recent days of the window, held out")
+    window_days: float = Field(
+        default=60, gt=0, description="the time (days, fractions allowed) of validated partitions to train on"
+    )
+    holdout_days: float = Field(default=7, gt=0, description="the most recent time of the window, held out")
     validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="of the rest, for the search")
     seed: int = 42
 
@@ -315,7 +318,9 @@ class MonitoringSpec(_Strict):
     """Drift monitoring: reference (a fixed-seed sample of the champion's training data) against the current window."""
 
     schedule: str = "@weekly"
-    window_days: int = Field(default=7, ge=1, description="days of scored data in the current window")
+    window_days: float = Field(
+        default=7, gt=0, description="the time (days) of scored data in the current window"
+    )
     reference_rows: int = Field(default=50_000, ge=100, description="sample size of the reference")
     current_rows: int = Field(default=50_000, ge=100, description="the current window is sampled above this")
     num_method: str | None = Field(
@@ -338,7 +343,7 @@ class MonitoringSpec(_Strict):
         description="after a retrain the gate refused, the cooldown is this many times longer, compounding over "
         "refusals in a row (at most 8 times the cooldown), until a retrain is promoted",
     )
-    max_champion_age_days: int | None = Field(
+    max_champion_age_days: float | None = Field(
         default=None,
         ge=1,
         description="retrain when the champion's training data ends more than this many days before the latest "
@@ -346,12 +351,18 @@ class MonitoringSpec(_Strict):
     )
     seed: int = 42
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedulable(cls, schedule: str) -> str:
+        cron_of(schedule)
+        return schedule
+
     @model_validator(mode="after")
     def _check_age_cap(self) -> MonitoringSpec:
         cap = self.max_champion_age_days
         if cap is not None and cap * 24 < self.cooldown_hours:
             raise ValueError(
-                f"max_champion_age_days ({cap} days) is shorter than cooldown_hours ({self.cooldown_hours:g} h): "
+                f"max_champion_age_days ({cap:g} days) is shorter than cooldown_hours ({self.cooldown_hours:g} h): "
                 "the cooldown would keep the champion past the cap; raise the cap or shorten the cooldown"
             )
         return self
@@ -385,6 +396,12 @@ class ModelSpec(_Strict):
             raise ValueError("must be lower-case letters, digits and _ (a SQL table and DAG id prefix)")
         return name
 
+    @field_validator("schedule")
+    @classmethod
+    def _partitionable(cls, schedule: str) -> str:
+        cron_of(schedule)  # the partitions follow the schedule's intervals
+        return schedule
+
     @model_validator(mode="after")
     def _columns_declared(self) -> ModelSpec:
         declared = {c.name for c in self.contract.columns}
@@ -403,6 +420,12 @@ class ModelSpec(_Strict):
         if self.monitoring and self.monitoring.max_champion_age_days is not None and self.training is None:
             raise ValueError(
                 "monitoring.max_champion_age_days: retraining on the champion's age needs a 'training' section"
+            )
+        if self.monitoring and timedelta(days=self.monitoring.window_days) < longest_interval(self.schedule):
+            raise ValueError(
+                f"monitoring.window_days ({self.monitoring.window_days:g}) is shorter than one interval of the "
+                f"schedule {self.schedule!r} ({longest_interval(self.schedule) / timedelta(days=1):g} days): a "
+                "monitoring window would hold no complete partition"
             )
         return self
 

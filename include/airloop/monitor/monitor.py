@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from airloop.core.contracts import (
 )
 from airloop.core.errors import AirloopError
 from airloop.core.events import DriftHandledPayload, DriftPayload, Event, EventKind
+from airloop.core.partitions import complete_partitions, last_boundary
 from airloop.core.spec import MonitoringSpec
 from airloop.core.version import code_version
 from airloop.model.context import ModelContext
@@ -77,33 +78,41 @@ class MonitoringError(AirloopError):
 
 @dataclass(frozen=True)
 class Window:
-    """The complete days a monitoring run covers, and the moment labels must have arrived by."""
+    """The partitions a monitoring run covers (keys, in order), and the moment labels must have arrived by."""
 
-    first: date
-    last: date
+    partitions: list[str]
     end: datetime
 
     @property
-    def partitions(self) -> list[str]:
-        days = (self.last - self.first).days + 1
-        return [(self.first + timedelta(days=d)).isoformat() for d in range(days)]
+    def first(self) -> str:
+        return self.partitions[0]
+
+    @property
+    def last(self) -> str:
+        return self.partitions[-1]
 
     @property
     def label(self) -> str:
-        return f"{self.first.isoformat()}..{self.last.isoformat()}"
+        return f"{self.first}..{self.last}"
 
     def contract(self) -> MonitoredWindow:
-        return MonitoredWindow(
-            first=self.first.isoformat(), last=self.last.isoformat(), end=self.end.isoformat()
-        )
+        return MonitoredWindow(first=self.first, last=self.last, end=self.end.isoformat())
 
 
-def monitoring_window(interval_end: datetime | str, window_days: int) -> Window:
-    """The ``window_days`` complete days before ``interval_end`` (the end of the run's data interval)."""
+def monitoring_window(interval_end: datetime | str, window_days: float, schedule: str) -> Window:
+    """The complete partitions of the model's ``schedule`` in the ``window_days`` that end at its last boundary
+    at or before ``interval_end`` (the end of the run's data interval; an end inside a partition leaves that
+    partition out). Labels count when they have arrived by ``interval_end`` itself."""
     end = datetime.fromisoformat(interval_end) if isinstance(interval_end, str) else interval_end
     end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
-    last = (end - timedelta(days=1)).date()
-    return Window(first=last - timedelta(days=window_days - 1), last=last, end=end)
+    boundary = last_boundary(schedule, end)
+    partitions = complete_partitions(schedule, boundary - timedelta(days=window_days), boundary)
+    if not partitions:
+        raise MonitoringError(
+            f"no whole partition of schedule {schedule!r} lies in the {window_days:g} days before "
+            f"{boundary.isoformat()}: monitoring.window_days is shorter than one of the model's intervals"
+        )
+    return Window(partitions=partitions, end=end)
 
 
 def monitoring_policy(ctx: ModelContext) -> MonitoringSpec:
@@ -124,12 +133,12 @@ def monitor_window(
     started = time.perf_counter()
     spec = ctx.spec
     policy = monitoring_policy(ctx)
-    window = monitoring_window(interval_end, policy.window_days)
+    window = monitoring_window(interval_end, policy.window_days, spec.schedule)
     champion = champion_reference(ctx)
     if champion is None:
         return MonitorResult(
             model=ctx.name,
-            window=MonitoredWindow(first=window.first.isoformat(), last=window.last.isoformat()),
+            window=MonitoredWindow(first=window.first, last=window.last),
             monitored=False,
             reason=f"{spec.registered_model} has no champion yet: nothing is scored to monitor",
         )
@@ -181,8 +190,8 @@ def monitor_window(
         ctx.warehouse,
         {
             "model": spec.name,
-            "window_first": window.first.isoformat(),
-            "window_last": window.last.isoformat(),
+            "window_first": window.first,
+            "window_last": window.last,
             "champion_version": champion.version,
             "outcome": decision.outcome,
             "drifted": decision.drifted,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
 
 from airloop.core.contracts import RetrainDue
 from airloop.core.events import Event
+from airloop.core.partitions import hours_between, next_partition
 
 #: Outcomes of a retrain, as written to the drift events it handled.
 PROMOTED, KEPT, FAILED = "promoted", "champion kept", "retrain failed"
@@ -25,18 +25,19 @@ class RetrainChoice:
     """Whether a retrain is due, on which training window, and why.
 
     ``event`` is the newest pending drift event the retrain handles (with every older one), if any;
-    ``window_end`` the last day of the training window (``None``: no retrain is due); ``age_due`` whether the
+    ``window_end`` the last partition of the training window (``None``: no retrain is due); ``age_due`` whether the
     champion's age started it. The ``champion_*`` and ``max_champion_age_days`` fields are set when the age was
     judged.
     """
 
     event: Event | None
     reason: str
-    window_end: date | None = None
+    window_end: str | None = None
     age_due: bool = False
-    champion_age_days: int | None = None
-    max_champion_age_days: int | None = None
-    champion_data_end: date | None = None
+    champion_age_days: float | None = None
+    max_champion_age_days: float | None = None
+    champion_data_end: str | None = None
+    schedule: str = "@daily"
 
     @property
     def due(self) -> bool:
@@ -45,7 +46,7 @@ class RetrainChoice:
     def payload(self) -> RetrainDue | None:
         """The retrain to run, as the sensor hands it on; ``None`` when none is due.
 
-        ``partition`` is the training window's last day; ``id`` and ``window`` name the drift event handled
+        ``partition`` is the training window's last partition; ``id`` and ``window`` name the drift event handled
         (``None`` and the data since the champion's training window for an age-only retrain).
         """
         if self.window_end is None:
@@ -58,12 +59,12 @@ class RetrainChoice:
                 "drift_share": drift.share if drift else None,
             }
         else:
-            unseen = self.champion_data_end + timedelta(days=1) if self.champion_data_end else self.window_end
-            handled = {
-                "id": None,
-                "window": f"{unseen.isoformat()}..{self.window_end.isoformat()}",
-                "drift_share": None,
-            }
+            unseen = (
+                next_partition(self.champion_data_end, self.schedule)
+                if self.champion_data_end
+                else self.window_end
+            )
+            handled = {"id": None, "window": f"{unseen}..{self.window_end}", "drift_share": None}
         age = (
             {
                 "age_due": self.age_due,
@@ -73,23 +74,26 @@ class RetrainChoice:
             if self.max_champion_age_days is not None
             else {}
         )
-        return RetrainDue(partition=self.window_end.isoformat(), why=self.reason, **handled, **age)
+        return RetrainDue(partition=self.window_end, why=self.reason, **handled, **age)
 
 
 def retrain_choice(
     pending: Sequence[Event],
-    last_retrain_day: date | None,
+    last_retrain_day: str | None,
     cooldown_hours: float,
     *,
     refused_in_a_row: int = 0,
     refusal_backoff: float = 1.0,
-    max_champion_age_days: int | None = None,
-    champion_data_end: date | None = None,
-    latest_partition: date | None = None,
+    max_champion_age_days: float | None = None,
+    champion_data_end: str | None = None,
+    latest_partition: str | None = None,
+    schedule: str = "@daily",
 ) -> RetrainChoice:
     """Whether to retrain now: on drift, on the champion's age, on both at once, or not.
 
-    Pure. ``pending`` are open drift events (oldest first, each with ``partition`` = last day of its window).
+    Pure. ``pending`` are open drift events (oldest first, each with ``partition`` = the last partition of its
+    window). Days are partition keys (any cadence: :mod:`airloop.core.partitions`); time between them is measured
+    between their starts.
 
     - Drift: the newest pending event is due when its window ends at least ``cooldown_hours`` after the window of
       the last retrain (``last_retrain_day``); the retrain trains up to that day and handles the older events too.
@@ -107,7 +111,7 @@ def retrain_choice(
     if max_champion_age_days is None:
         return drift
     cap = max_champion_age_days
-    judged = {"max_champion_age_days": cap, "champion_data_end": champion_data_end}
+    judged = {"max_champion_age_days": cap, "champion_data_end": champion_data_end, "schedule": schedule}
     if champion_data_end is None or latest_partition is None:
         why = (
             "no champion yet: its age is not judged"
@@ -115,16 +119,16 @@ def retrain_choice(
             else "no validated partition"
         )
         return RetrainChoice(drift.event, f"{drift.reason}; {why}", drift.window_end, **judged)
-    age = (latest_partition - champion_data_end).days
+    age = hours_between(champion_data_end, latest_partition) / 24
     judged["champion_age_days"] = age
     aged = (
-        f"champion age {age} days > cap {cap} (trained on data up to {champion_data_end}, latest validated "
+        f"champion age {age:g} days > cap {cap:g} (trained on data up to {champion_data_end}, latest validated "
         f"partition {latest_partition})"
     )
     if age <= cap:
         return RetrainChoice(
             drift.event,
-            f"{drift.reason}; champion age {age} days within the cap {cap}",
+            f"{drift.reason}; champion age {age:g} days within the cap {cap:g}",
             drift.window_end,
             **judged,
         )
@@ -136,9 +140,7 @@ def retrain_choice(
             **judged,
         )
     newest = pending[-1] if pending else None
-    window_end = (
-        max(latest_partition, date.fromisoformat(str(newest.partition))) if newest else latest_partition
-    )
+    window_end = max(latest_partition, str(newest.partition)) if newest else latest_partition
     if drift.due:
         reason = f"{drift.reason}; {aged}"
     elif newest is not None:
@@ -149,12 +151,12 @@ def retrain_choice(
 
 
 def _drift_choice(
-    pending: Sequence[Event], last_retrain_day: date | None, cooldown: Cooldown
+    pending: Sequence[Event], last_retrain_day: str | None, cooldown: Cooldown
 ) -> RetrainChoice:
     if not pending:
         return RetrainChoice(None, "no pending drift event")
     newest = pending[-1]
-    day = date.fromisoformat(str(newest.partition))
+    day = str(newest.partition)
     if cooldown.holds(day, last_retrain_day):
         return RetrainChoice(
             None,
@@ -183,9 +185,9 @@ class Cooldown:
         factor = min(MAX_BACKOFF, backoff**refused_in_a_row) if refused_in_a_row else 1.0
         return cls(base_hours * factor, base_hours, refused_in_a_row if factor > 1 else 0)
 
-    def holds(self, day: date, last_retrain_day: date | None) -> bool:
-        """Whether ``day`` (the last day of data a retrain would train on) is still within the cooldown."""
-        return last_retrain_day is not None and (day - last_retrain_day).days * 24 < self.hours
+    def holds(self, day: str, last_retrain_day: str | None) -> bool:
+        """Whether partition ``day`` (the last a retrain would train on) is still within the cooldown."""
+        return last_retrain_day is not None and hours_between(last_retrain_day, day) < self.hours
 
     def __str__(self) -> str:
         if not self.refused_in_a_row:

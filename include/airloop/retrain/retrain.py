@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -87,17 +86,21 @@ def retrain_check(ctx: ModelContext, champion: ChampionFacts | None) -> RetrainC
     pending = open_drift_events(engine, ctx.name)
     age_facts: dict[str, Any] = {}
     if cap is not None and champion is not None:
-        data_end = date.fromisoformat(champion.data_end) if champion.data_end else None
-        latest = latest_passed_partition(engine, ctx.name) if data_end else None
-        age_facts = {"max_champion_age_days": cap, "champion_data_end": data_end, "latest_partition": latest}
+        latest = latest_passed_partition(engine, ctx.name) if champion.data_end else None
+        age_facts = {
+            "max_champion_age_days": cap,
+            "champion_data_end": champion.data_end,
+            "latest_partition": latest,
+            "schedule": ctx.spec.schedule,
+        }
     last_day, refused = retrain_history(engine, ctx.name)
     return retrain_choice(
         pending, last_day, cooldown, refused_in_a_row=refused, refusal_backoff=backoff, **age_facts
     )
 
 
-def retrain_history(engine: Engine, model: str) -> tuple[date | None, int]:
-    """The last day of the newest training window a retrain ran on (promoted or not, on drift or on age), and how
+def retrain_history(engine: Engine, model: str) -> tuple[str | None, int]:
+    """The last partition of the newest training window a retrain ran on (promoted or not, on drift or on age), and how
     many of the newest retrains in a row the gate refused."""
     outcomes: dict[str, str] = {}  # window end -> outcome; one retrain can handle several drift events
     for event in events_of(engine, model, [EventKind.DRIFT_HANDLED, EventKind.AGE_RETRAIN]):
@@ -108,7 +111,7 @@ def retrain_history(engine: Engine, model: str) -> tuple[date | None, int]:
         if outcomes[day] != KEPT:
             break
         refused += 1
-    return (date.fromisoformat(max(outcomes)) if outcomes else None), refused
+    return (max(outcomes) if outcomes else None), refused
 
 
 def retrain_outcome(

@@ -26,7 +26,7 @@ from airloop.store.schema import table_versions
 VERSION_TABLE = "airloop_alembic_version"
 #: The newest revision under ``migrations/versions`` (a unit test holds it equal to Alembic's head): the cheap
 #: check at the start of a task needs no Alembic import.
-HEAD = "0001"
+HEAD = "0002"
 _SCRIPT_LOCATION = "airloop.store:migrations"
 #: The key of the PostgreSQL advisory lock that serialises migrations (per database).
 _LOCK_KEY = int.from_bytes(hashlib.sha256(b"airloop.store.migrate").digest()[:8], "big", signed=True)

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -58,14 +58,14 @@ def passed_entries(engine: Engine, model: str) -> dict[str, LedgerEntry]:
     return {e.partition: e for e in ledger_entries(engine, model) if e.passed}
 
 
-def latest_passed_partition(engine: Engine, model: str) -> date | None:
-    """The newest validated partition of a model (``None``: none yet)."""
+def latest_passed_partition(engine: Engine, model: str) -> str | None:
+    """The newest validated partition of a model (its key; ``None``: none yet)."""
     query = sa.select(sa.func.max(ledger.c.partition)).where(
         ledger.c.model == model, ledger.c.status == PASSED
     )
     with engine.connect() as conn:
         latest = conn.execute(query).scalar()
-    return date.fromisoformat(latest) if latest else None
+    return str(latest) if latest else None
 
 
 def record_batch(engine: Engine, model: str, entry: LedgerEntry) -> None:

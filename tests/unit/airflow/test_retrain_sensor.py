@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -122,11 +122,11 @@ def _choice(due: bool) -> RetrainChoice:
         return RetrainChoice(
             None,
             "champion age 49 days > cap 30",
-            date(2013, 5, 20),
+            "2013-05-20",
             age_due=True,
             max_champion_age_days=30,
             champion_age_days=49,
-            champion_data_end=date(2013, 4, 1),
+            champion_data_end="2013-04-01",
         )
     return RetrainChoice(None, "no pending drift event")
 

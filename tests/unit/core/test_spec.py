@@ -108,7 +108,7 @@ def test_champion_age_cap_is_off_by_default(raw, tmp_path):
     ("cap", "message"),
     [
         (0, r"field 'monitoring\.max_champion_age_days': Input should be greater than or equal to 1"),
-        ("a month", r"field 'monitoring\.max_champion_age_days': Input should be a valid integer"),
+        ("a month", r"field 'monitoring\.max_champion_age_days': Input should be a valid number"),
         (2, r"max_champion_age_days \(2 days\) is shorter than cooldown_hours \(336 h\)"),
     ],
 )
@@ -154,3 +154,38 @@ def test_a_check_refusal_is_reported_like_a_schema_error(tmp_path, raw):
     assert folder.specs == [] and [str(e) for e in folder.errors] == [
         f"{path}: field 'promotion.metric': refused"
     ]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (
+            "schedule",
+            "every day",
+            r"field 'schedule': 'every day' is not a schedule partitions can follow",
+        ),
+        (
+            "monitoring.schedule",
+            "0 0 32 * *",
+            r"field 'monitoring\.schedule': '0 0 32 \* \*' is not a schedule",
+        ),
+        (
+            "schedule",
+            "@monthly",
+            r"monitoring\.window_days \(7\) is shorter than one interval of the schedule '@monthly' \(31 days\)",
+        ),
+    ],
+)
+def test_a_schedule_partitions_cannot_follow_names_file_and_field(tmp_path, raw, where, value, message):
+    section, _, key = where.rpartition(".")
+    (raw[section] if section else raw)[key] = value
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("schedule", ["@hourly", "*/30 * * * *", "@daily", "@weekly", "0 0 * * 1"])
+def test_any_cadence_loads(tmp_path, raw, schedule):
+    raw["schedule"] = schedule
+    assert load_spec(_write(tmp_path, raw)).schedule == schedule

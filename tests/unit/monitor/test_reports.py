@@ -14,7 +14,7 @@ from airloop.core.settings import project_root
 from airloop.core.spec import BinaryTarget, ModelSpec, MonitoringSpec
 from airloop.model.task import LABEL, PREDICTION, BinaryClassification
 from airloop.monitor.frames import labels_arrived
-from airloop.monitor.monitor import monitoring_window
+from airloop.monitor.monitor import MonitoringError, monitoring_window
 from airloop.monitor.reports import drift_snapshot, quality_snapshot, summary_snapshot, write_report_page
 from airloop.score.score import partitions_to_score
 from airloop.vendor.evidently import data_quality, drift_figures, single_values
@@ -59,16 +59,25 @@ def spec() -> ModelSpec:
 
 
 def test_window_is_the_complete_days_before_the_interval_end():
-    window = monitoring_window(datetime(2013, 3, 3, tzinfo=UTC), 7)
-    assert (window.first, window.last, window.label) == (
-        date(2013, 2, 24),
-        date(2013, 3, 2),
-        "2013-02-24..2013-03-02",
-    )
+    window = monitoring_window(datetime(2013, 3, 3, tzinfo=UTC), 7, "@daily")
+    assert (window.first, window.last, window.label) == ("2013-02-24", "2013-03-02", "2013-02-24..2013-03-02")
     assert window.partitions[0] == "2013-02-24" and len(window.partitions) == 7
     # A naive or ISO end is UTC; an end inside a day leaves that incomplete day out.
-    assert monitoring_window("2013-03-03T06:00:00", 1).partitions == ["2013-03-02"]
-    assert monitoring_window(datetime(2013, 3, 3), 2).end == datetime(2013, 3, 3, tzinfo=UTC)
+    late = monitoring_window("2013-03-03T06:00:00", 1, "@daily")
+    assert late.partitions == ["2013-03-02"] and late.end == datetime(2013, 3, 3, 6, tzinfo=UTC)
+    assert monitoring_window(datetime(2013, 3, 3), 2, "@daily").end == datetime(2013, 3, 3, tzinfo=UTC)
+    # Other cadences: the hourly partitions of the last 6 hours; the whole weeks in the last 14 days; too short
+    # a window for a cadence is an error naming both.
+    hourly = monitoring_window("2013-03-03T06:30:00", 0.25, "@hourly")
+    assert hourly.partitions == [f"2013-03-03T0{h}:00" for h in range(6)]
+    assert monitoring_window(datetime(2013, 3, 5, tzinfo=UTC), 14, "@weekly").partitions == [
+        "2013-02-17",
+        "2013-02-24",
+    ]
+    with pytest.raises(
+        MonitoringError, match=r"no whole partition of schedule '@monthly' lies in the 7 days"
+    ):
+        monitoring_window(datetime(2013, 3, 5, tzinfo=UTC), 7, "@monthly")
     # The window as the contracts carry it (XCom, the drift event).
     contract = window.contract()
     assert (contract.first, contract.last, contract.label) == ("2013-02-24", "2013-03-02", window.label)

@@ -38,11 +38,10 @@ from airloop.store.ledger import PASSED, QUARANTINED, LedgerEntry, record_batch
 pytestmark = pytest.mark.unit
 
 MODEL = "flights_delay"
-D = date.fromisoformat
 
 
 def _window(last_day: str, days: int = 7) -> MonitoredWindow:
-    last = D(last_day)
+    last = date.fromisoformat(last_day)
     return MonitoredWindow(first=(last - timedelta(days=days - 1)).isoformat(), last=last_day)
 
 
@@ -80,19 +79,36 @@ def test_nothing_pending_means_no_retrain():
 
 
 def test_within_cooldown_waits():
-    choice = retrain_choice([_event(7, "2013-05-10")], date(2013, 5, 8), 72)
+    choice = retrain_choice([_event(7, "2013-05-10")], "2013-05-08", 72)
     assert choice.event is None and not choice.due
     assert "within the 72 h cooldown" in choice.reason and "2013-05-08" in choice.reason
 
 
 def test_cooldown_is_measured_in_data_time_between_windows():
-    assert retrain_choice([_event(7, "2013-05-11")], date(2013, 5, 8), 72).event.id == 7
-    assert retrain_choice([_event(7, "2013-05-10")], date(2013, 5, 8), 48).event.id == 7
+    assert retrain_choice([_event(7, "2013-05-11")], "2013-05-08", 72).event.id == 7
+    assert retrain_choice([_event(7, "2013-05-10")], "2013-05-08", 48).event.id == 7
+
+
+def test_hourly_partitions_measure_the_cooldown_and_the_age_in_hours():
+    hourly = _event(9, "2013-05-10T06:00", first_day="2013-05-09T07:00")
+    assert not retrain_choice([hourly], "2013-05-10T00:00", 7).due  # 6 h after the last retrain's window
+    assert retrain_choice([hourly], "2013-05-09T23:00", 7).event.id == 9  # 7 h
+    aged = retrain_choice(
+        [],
+        None,
+        72,
+        max_champion_age_days=0.5,
+        champion_data_end="2013-05-09T17:00",
+        latest_partition="2013-05-10T06:00",
+        schedule="@hourly",
+    )
+    assert aged.due and aged.champion_age_days == 13 / 24 and aged.window_end == "2013-05-10T06:00"
+    assert aged.payload().window == "2013-05-09T18:00..2013-05-10T06:00"
 
 
 def test_two_pending_events_give_one_retrain_on_the_newest():
     choice = retrain_choice([_event(3, "2013-06-01"), _event(4, "2013-06-08")], None, 72)
-    assert choice.event.id == 4 and choice.window_end == D("2013-06-08")
+    assert choice.event.id == 4 and choice.window_end == "2013-06-08"
     assert "1 older pending event(s) handled with it" in choice.reason
 
 
@@ -114,8 +130,8 @@ def test_first_retrain_has_no_cooldown():
     ],
 )
 def test_refused_retrains_in_a_row_lengthen_the_cooldown(refused, backoff, days_after, due):
-    last = D("2013-05-01")
-    day = date.fromordinal(last.toordinal() + days_after).isoformat()
+    last = "2013-05-01"
+    day = (date.fromisoformat(last) + timedelta(days=days_after)).isoformat()
     choice = retrain_choice([_event(9, day)], last, 336, refused_in_a_row=refused, refusal_backoff=backoff)
     assert choice.due is due, choice.reason
     if not due:
@@ -139,20 +155,20 @@ AGE_CASES = {
         True, None, "2013-05-20", True, "champion age 49 days > cap 30 (trained on data up to 2013-04-01",
     ),
     "both: one retrain on the latest partition, handling the drift": (
-        [_event(3, "2013-05-10"), _event(4, "2013-05-17")], D("2013-05-01"), "2013-04-01", "2013-05-20",
+        [_event(3, "2013-05-10"), _event(4, "2013-05-17")], "2013-05-01", "2013-04-01", "2013-05-20",
         True, 4, "2013-05-20", True, "drift event 4 on the window ending 2013-05-17 (1 older",
     ),
     "age due takes a drift event still within the cooldown with it": (
-        [_event(5, "2013-05-18")], D("2013-05-16"), "2013-04-01", "2013-05-20",
+        [_event(5, "2013-05-18")], "2013-05-16", "2013-04-01", "2013-05-20",
         True, 5, "2013-05-20", True, "champion age 49 days > cap 30 (trained on data up to 2013-04-01, latest "
         "validated partition 2013-05-20) (1 pending drift event(s) handled with it)",
     ),
     "age within the cooldown after a retrain that kept the champion": (
-        [], D("2013-05-18"), "2013-04-01", "2013-05-20",
+        [], "2013-05-18", "2013-04-01", "2013-05-20",
         False, None, None, False, "within the 72 h cooldown after the retrain on data up to 2013-05-18",
     ),
     "age past the cooldown after a retrain that kept the champion": (
-        [], D("2013-05-17"), "2013-04-01", "2013-05-20",
+        [], "2013-05-17", "2013-04-01", "2013-05-20",
         True, None, "2013-05-20", True, "champion age 49 days > cap 30",
     ),
     "age equal to the cap is not older than it": (
@@ -168,7 +184,7 @@ AGE_CASES = {
         True, 2, "2013-05-20", False, "drift event 2",
     ),
     "drift within the cooldown, champion young": (
-        [_event(9, "2013-05-19")], D("2013-05-18"), "2013-05-18", "2013-05-20",
+        [_event(9, "2013-05-19")], "2013-05-18", "2013-05-18", "2013-05-20",
         False, None, None, False, "cooldown after the retrain on data up to 2013-05-18; champion age 2 days",
     ),
 }  # fmt: skip
@@ -187,19 +203,19 @@ def test_retrain_on_drift_or_the_champions_age(
         last,
         72,
         max_champion_age_days=30,
-        champion_data_end=D(champion_end) if champion_end else None,
-        latest_partition=D(latest),
+        champion_data_end=champion_end,
+        latest_partition=latest,
     )
     assert choice.due is due
     assert _id(choice.event) == event_id
-    assert choice.window_end == (D(window_end) if window_end else None)
+    assert choice.window_end == window_end
     assert choice.age_due is age_due
     assert why in choice.reason, choice.reason
 
 
 def test_without_a_cap_the_age_is_not_judged_and_the_payload_is_unchanged():
     event = _event(7, "2013-05-20", first_day="2013-05-14", share=0.5)
-    old_champion = {"champion_data_end": D("2012-01-01"), "latest_partition": D("2013-05-20")}
+    old_champion = {"champion_data_end": "2012-01-01", "latest_partition": "2013-05-20"}
     choice = retrain_choice([event], None, 72, **old_champion)
     assert choice.event is event and not choice.age_due
     assert choice.payload() == RetrainDue(
@@ -232,8 +248,8 @@ def test_an_age_retrain_trains_up_to_the_latest_partition():
         None,
         72,
         max_champion_age_days=30,
-        champion_data_end=D("2013-04-01"),
-        latest_partition=D("2013-05-20"),
+        champion_data_end="2013-04-01",
+        latest_partition="2013-05-20",
     )
     assert choice.payload() == RetrainDue(
         id=None,
@@ -306,7 +322,7 @@ def test_check_reads_the_ledger_and_drift_events_and_judges_the_given_champion(c
     record_batch(engine, MODEL, LedgerEntry(partition="2013-05-21", status=QUARANTINED, checksum="d" * 64))
     old = ChampionFacts(version="1", data_end="2013-04-01", moves_seen=0)
     choice = retrain_check(ctx, old)
-    assert choice.due and choice.age_due and choice.window_end == D("2013-05-20")
+    assert choice.due and choice.age_due and choice.window_end == "2013-05-20"
     assert choice.reason.startswith("champion age 49 days > cap 30")
     # Without champion facts (the spec has no cap, or they were not read) the age is not judged.
     assert not retrain_check(ctx, None).due
@@ -327,7 +343,7 @@ def test_age_retrain_outcome_is_recorded_and_starts_the_cooldown(ctx, engine):
     [event] = events_of(engine, MODEL, [EventKind.AGE_RETRAIN])
     assert event.partition == "2013-05-20" and event.payload.window_last == "2013-05-20"
     assert event.payload.champion_age_days == 49 and event.payload.outcome == KEPT
-    assert retrain_history(engine, MODEL) == (D("2013-05-20"), 1)
+    assert retrain_history(engine, MODEL) == ("2013-05-20", 1)
     # The champion was kept, so it is still old: the next retrain waits for the cooldown, doubled by the refusal.
     _validated(engine, "2013-05-21", "2013-05-22", "2013-05-25")
     later = retrain_check(ctx, ChampionFacts("1", "2013-04-01", 0))
@@ -352,7 +368,7 @@ def test_drift_and_age_at_once_give_one_retrain_that_handles_the_drift(ctx, engi
     assert handled[first].superseded is True and handled[second].superseded is False
     assert {p.window_last for p in handled.values()} == {"2013-05-21"}
     assert len(events_of(engine, MODEL, [EventKind.AGE_RETRAIN])) == 1
-    assert retrain_history(engine, MODEL)[0] == D("2013-05-21")
+    assert retrain_history(engine, MODEL)[0] == "2013-05-21"
 
 
 def test_failed_age_retrain_records_nothing(ctx, engine):
@@ -444,10 +460,10 @@ def test_history_counts_the_newest_refusals_in_a_row(engine):
     retrain("2013-05-01", PROMOTED)
     retrain("2013-05-15", KEPT, events=2)
     retrain("2013-05-29", KEPT)
-    assert retrain_history(engine, MODEL) == (D("2013-05-29"), 2)
+    assert retrain_history(engine, MODEL) == ("2013-05-29", 2)
     retrain("2013-06-26", PROMOTED)
-    assert retrain_history(engine, MODEL) == (D("2013-06-26"), 0)
+    assert retrain_history(engine, MODEL) == ("2013-06-26", 0)
     retrain(
         "2013-07-03", FAILED
     )  # a failed training is no retrain: it neither starts nor lengthens a cooldown
-    assert retrain_history(engine, MODEL) == (D("2013-06-26"), 0)
+    assert retrain_history(engine, MODEL) == ("2013-06-26", 0)

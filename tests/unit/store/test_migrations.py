@@ -44,3 +44,45 @@ def sa_tables(conn) -> list[str]:
     import sqlalchemy as sa
 
     return sa.inspect(conn).get_table_names()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0002_widens_the_monitored_window_keys_and_keeps_the_rows(backend, tmp_path, request):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from airloop.store import db
+
+    url = f"sqlite:///{tmp_path}/w.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = db.engine_for(url)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), "0001")
+        conn.commit()
+        conn.execute(
+            sa.text(
+                "INSERT INTO airloop_monitoring (model, window_first, window_last, outcome, drifted, current_rows,"
+                " reference_rows, labelled_rows, reasons, figures, created_at) VALUES ('m', '2013-01-01', '2013-01-07', 'drift', true, 1, 1, 0, '[]', '{}',"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.commit()
+        command.upgrade(db._alembic_config(conn), "head")
+        conn.commit()
+        assert db.current_revision(conn) == db.HEAD == "0002"
+        conn.execute(
+            sa.text(
+                "INSERT INTO airloop_monitoring (model, window_first, window_last, outcome, drifted, current_rows,"
+                " reference_rows, labelled_rows, reasons, figures, created_at) VALUES ('m', '2013-01-07T00:00', '2013-01-07T23:00', 'no drift', false,"
+                " 1, 1, 0, '[]', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+        rows = conn.execute(
+            sa.text("SELECT window_first, window_last FROM airloop_monitoring ORDER BY id")
+        ).all()
+        width = sa.inspect(conn).get_columns("airloop_monitoring")
+    assert [tuple(r) for r in rows] == [
+        ("2013-01-01", "2013-01-07"),
+        ("2013-01-07T00:00", "2013-01-07T23:00"),
+    ]
+    assert {c["name"]: getattr(c["type"], "length", None) for c in width}["window_last"] == 32
+    engine.dispose()

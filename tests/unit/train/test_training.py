@@ -81,11 +81,12 @@ def test_window_uses_passed_partitions_split_by_time(engine, spec):
     spec = _with_training(spec, window_days=10, holdout_days=3, validation_fraction=0.25)
     partitions = _seed(engine, spec, 12, quarantined=(9,))
     window = training_window(engine, spec)
-    # Ends at the latest passed partition, spans 10 calendar days, skips the quarantined one.
+    # Ends at the latest passed partition, spans 10 days of time, skips the quarantined one; the holdout is the
+    # last 3 days of time (one of them quarantined), not the last 3 passed partitions.
     assert window.partitions == [p for i, p in enumerate(partitions[2:], start=2) if i != 9]
-    assert window.holdout == [partitions[8], partitions[10], partitions[11]]
-    assert window.validation == partitions[6:8]
-    assert window.train == partitions[2:6]
+    assert window.holdout == [partitions[10], partitions[11]]
+    assert window.validation == partitions[7:9]
+    assert window.train == partitions[2:7]
     assert window.label == f"{partitions[2]}..{partitions[11]}"
 
 
@@ -102,7 +103,10 @@ def test_window_end_and_its_digest(engine, spec):
 def test_too_few_partitions_is_a_clear_error(engine, spec):
     spec = _with_training(spec, window_days=10, holdout_days=7)
     _seed(engine, spec, 8)
-    with pytest.raises(TrainingError, match=r"8 validated partition\(s\) .* needs at least 9"):
+    with pytest.raises(
+        TrainingError,
+        match=r"8 validated partition\(s\) in the 10 days up to 2013-\S+; training needs at least one in the holdout \(its last 7 days\) and two before it",
+    ):
         training_window(engine, spec)
     empty = spec.model_copy(update={"name": "nothing_yet"})
     with pytest.raises(TrainingError, match="no validated partition"):
@@ -237,3 +241,53 @@ def test_logged_parameters_are_read_back_in_the_search_space():
     assert parse_param("abc", SearchParam(low=0.02, high=0.3)) is None
     assert parse_param("True", SearchParam(type="categorical", choices=[True, False])) is True
     assert parse_param("gini", SearchParam(type="categorical", choices=["log_loss"])) is None
+
+
+def _ledger_only(engine, spec, keys: list[str]) -> None:
+    """Passed ledger entries for ``keys``, no rows: all the window reads."""
+    for n, key in enumerate(keys):
+        entry = LedgerEntry(
+            partition=key, status="passed", checksum=f"{n:064d}", validation_result_id=f"r{n}"
+        )
+        record_batch(engine, spec.name, entry)
+
+
+def test_an_hourly_window_spans_time_not_a_count_of_partitions(engine, spec):
+    from datetime import UTC, datetime
+
+    from airloop.core.partitions import complete_partitions
+
+    hourly = _with_training(
+        spec.model_copy(update={"schedule": "@hourly"}),
+        window_days=0.5,
+        holdout_days=0.125,
+        validation_fraction=0.25,
+    )
+    keys = complete_partitions("@hourly", datetime(2013, 3, 1, tzinfo=UTC), datetime(2013, 3, 2, tzinfo=UTC))
+    _ledger_only(engine, hourly, keys)
+    window = training_window(engine, hourly)
+    # The 12 hours up to the last partition (starts after 11:00, up to 23:00); the last 3 hours held out.
+    assert window.partitions == keys[12:]
+    assert window.holdout == ["2013-03-01T21:00", "2013-03-01T22:00", "2013-03-01T23:00"]
+    assert window.validation == keys[19:21]
+    assert window.train == keys[12:19]
+
+
+def test_a_weekly_window_holds_out_the_last_weeks(engine, spec):
+    from datetime import UTC, datetime
+
+    from airloop.core.partitions import complete_partitions
+
+    weekly = _with_training(spec.model_copy(update={"schedule": "@weekly"}), window_days=42, holdout_days=14)
+    keys = complete_partitions("@weekly", datetime(2013, 1, 1, tzinfo=UTC), datetime(2013, 4, 1, tzinfo=UTC))
+    _ledger_only(engine, weekly, keys)
+    window = training_window(engine, weekly, window_end="2013-03-10")
+    assert window.partitions == [
+        "2013-02-03",
+        "2013-02-10",
+        "2013-02-17",
+        "2013-02-24",
+        "2013-03-03",
+        "2013-03-10",
+    ]
+    assert window.holdout == ["2013-03-03", "2013-03-10"]
