@@ -20,7 +20,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Asset, TriggerRule, XComArg, task
 
 from airloop.airflow import dagkit
-from airloop.airflow.sensors import LandedPartitionSensor
+from airloop.airflow.sensors import LandedPartitionSensor, UpstreamSettledSensor
 from airloop.core.spec import ModelSpec
 
 
@@ -44,6 +44,17 @@ def ingest_dag(spec: ModelSpec) -> DAG:
                 return tasks.extract_batch(model, data_interval_start, data_interval_end)
 
             arrive = extract_batch()
+            if spec.source.after:
+                # Never read an interval the models this one reads after are still ingesting.
+                (
+                    UpstreamSettledSensor(
+                        task_id="wait_for_upstream",
+                        model=model,
+                        wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
+                        poke_interval=spec.source.poke_interval_seconds,
+                    )
+                    >> arrive
+                )
         else:
             arrive = LandedPartitionSensor(
                 task_id="wait_for_partition",

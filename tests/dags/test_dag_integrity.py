@@ -106,6 +106,17 @@ def test_ingest_dag_shape(dagbag):
     assert [o.uri for o in load.outlets] == ["airloop://flights_delay/batches"]
 
 
+def test_a_chained_sql_model_waits_for_its_upstream_then_runs_its_query(dagbag):
+    dag = dagbag.dags["flights_arrival_minutes_ingest"]
+    assert "wait_for_partition" not in dag.task_ids
+    assert dag.get_task("wait_for_upstream").downstream_task_ids == {"extract_batch"}
+    assert dag.get_task("extract_batch").downstream_task_ids == {"validate_batch"}
+    assert dag.max_active_runs == 2
+    # Each run is a week (Sunday to Saturday) and the monthly model's a calendar month.
+    assert dag.timetable.expression == "0 0 * * 0"
+    assert dagbag.dags["flights_delay_band_ingest"].timetable.expression == "0 0 1 * *"
+
+
 def test_train_dag_shape(dagbag):
     dag = dagbag.dags["flights_delay_train"]
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual (or called by retraining)

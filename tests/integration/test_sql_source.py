@@ -120,3 +120,101 @@ def test_a_query_result_that_breaks_the_contract_is_quarantined_as_received(chai
     assert kept.read_bytes() == delivered.read_bytes()
     assert not sa.inspect(ctx.warehouse).has_table(ctx.spec.batches_table)  # nothing reached the warehouse
     assert any("quarantined" in m["Subject"] for m in catcher.emails())
+
+
+WEEK = [
+    date(2013, 1, 5) + timedelta(days=d) for d in range(8)
+]  # the week of 6 January and the evening before
+
+
+def _shipped(name: str, **source_changes) -> dict:
+    raw = yaml.safe_load((ROOT / "config" / "models" / f"{name}.yaml").read_text())
+    raw["source"].update(source_changes)
+    return raw
+
+
+def _run_week(models: Path, spec: dict) -> tuple[str, dict[str, str]]:
+    (models / f"{spec['name']}.yaml").write_text(json.dumps(spec, default=str))
+    settings.cache_clear()
+    module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    dag = getattr(module, f"{spec['name']}_ingest")
+    run = dag.test(logical_date=datetime(2013, 1, 13, tzinfo=UTC))
+    return run.state, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def test_the_shipped_weekly_model_waits_for_every_day_of_its_week_then_loads_it(chained, warehouse_url):
+    """flights_arrival_minutes as shipped (its contract, its query), with a short wait: a week whose last day
+    flights_delay has not settled fails naming that day, and nothing is read; once settled, the week loads."""
+    upstream = ModelContext.load("flights_delay")
+    engine = open_warehouse(warehouse_url)
+    for day in WEEK[:-1]:
+        if day.isoformat() not in {e.partition for e in ledger_entries(engine, "flights_delay")}:
+            entry = LedgerEntry(
+                partition=day.isoformat(), status="passed", checksum=f"seed-{day}".ljust(64, "0")
+            )
+            replace_partition(engine, upstream.spec, day_frame(day), entry)
+    spec = _shipped("flights_arrival_minutes", wait_timeout_minutes=0.02, poke_interval_seconds=0.2)
+    state, tasks = _run_week(chained, spec)
+    assert state == "failed" and tasks["wait_for_upstream"] == "failed"
+    assert tasks["extract_batch"] == "upstream_failed"
+    ctx = ModelContext.load("flights_arrival_minutes")
+    assert ledger_entries(ctx.warehouse, ctx.name) == []
+    assert not (ctx.landing / "date=2013-01-06").exists()  # nothing was read
+
+    last = WEEK[-1]
+    entry = LedgerEntry(partition=last.isoformat(), status="passed", checksum=f"seed-{last}".ljust(64, "0"))
+    replace_partition(engine, upstream.spec, day_frame(last), entry)
+    state, tasks = _run_week(chained, spec)
+    assert state == "success", tasks
+    [loaded] = ledger_entries(ctx.warehouse, ctx.name)
+    frames = pd.concat([day_frame(day) for day in WEEK])
+    start = pd.Timestamp(datetime(2013, 1, 6, tzinfo=UTC))
+    expected = int(
+        ((frames["time_hour"] >= start) & (frames["time_hour"] < start + pd.Timedelta(days=7))).sum()
+    )
+    assert (loaded.partition, loaded.status, loaded.rows) == ("2013-01-06", "passed", expected)
+    assert 4_900 <= expected <= 6_900
+
+
+def test_the_shipped_monthly_model_derives_its_classes_in_the_query_and_passes_its_contract(
+    chained, warehouse_url
+):
+    upstream = ModelContext.load("flights_delay")
+    engine = open_warehouse(warehouse_url)
+    january = [date(2013, 1, 1) + timedelta(days=d) for d in range(31)]
+    seeded = {e.partition for e in ledger_entries(engine, "flights_delay")}
+    for day in january:
+        if day.isoformat() not in seeded:
+            entry = LedgerEntry(
+                partition=day.isoformat(), status="passed", checksum=f"seed-{day}".ljust(64, "0")
+            )
+            replace_partition(engine, upstream.spec, day_frame(day), entry)
+    spec = _shipped("flights_delay_band", wait_timeout_minutes=0.02, poke_interval_seconds=0.2)
+    (chained / "flights_delay_band.yaml").write_text(json.dumps(spec, default=str))
+    settings.cache_clear()
+    module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    run = module.flights_delay_band_ingest.test(logical_date=datetime(2013, 2, 1, tzinfo=UTC))
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    ctx = ModelContext.load("flights_delay_band")
+    [loaded] = ledger_entries(ctx.warehouse, ctx.name)
+    frames = pd.concat([day_frame(day) for day in january])
+    in_january = frames[frames["time_hour"] < pd.Timestamp("2013-02-01", tz="UTC")]
+    assert (loaded.partition, loaded.rows) == ("2013-01-01", len(in_january))
+    with ctx.warehouse.connect() as conn:
+        bands = dict(
+            conn.execute(
+                sa.text("SELECT delay_band, COUNT(*) FROM flights_delay_band_batches GROUP BY 1")
+            ).all()
+        )
+    delay = in_january["arr_delay"]
+    assert bands == {
+        None: int(delay.isna().sum()),
+        "early": int((delay <= 0).sum()),
+        "on_time": int(((delay > 0) & (delay <= 15)).sum()),
+        "late": int(((delay > 15) & (delay <= 60)).sum()),
+        "very_late": int((delay > 60).sum()),
+    }

@@ -10,10 +10,11 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
-from airloop.airflow.triggers import DriftEventTrigger, PartitionLandedTrigger
+from airloop.airflow.triggers import DriftEventTrigger, PartitionLandedTrigger, UpstreamSettledTrigger
 from airloop.core.contracts import RetrainDue
 from airloop.core.settings import settings
 from airloop.ingest.landing import is_landed, partition_dir
+from airloop.ingest.upstream import describe_unsettled, unsettled_upstream, upstream_specs
 from airloop.model.context import ModelContext
 from airloop.retrain.retrain import champion_facts, retrain_check
 
@@ -80,6 +81,58 @@ class LandedPartitionSensor(BaseSensorOperator):
             "wait_seconds": self.wait_timeout.total_seconds(),
             "poke_interval": self.poke_interval,
         }
+
+
+class UpstreamSettledSensor(BaseSensorOperator):
+    """Waits, deferred to the triggerer, until the models a SQL source reads after (``source.after``) have settled
+    every partition of the run's data interval; fails clearly, naming what is missing, after ``wait_timeout``.
+
+    :param model: the model whose source waits.
+    :param wait_timeout: how long the upstream models are waited for.
+    """
+
+    ui_color = "#b7e1cd"
+
+    def __init__(self, *, model: str, wait_timeout: timedelta, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", (wait_timeout + timedelta(minutes=5)).total_seconds())
+        super().__init__(**kwargs)
+        self.model = model
+        self.wait_timeout = wait_timeout
+
+    def poke(self, context: Any) -> bool:
+        return not self._missing(context)
+
+    def execute(self, context: Any) -> None:
+        missing = self._missing(context)
+        if not missing:
+            return
+        self.log.info("waiting for upstream partitions of %s: %s", self.model, describe_unsettled(missing))
+        self.defer(
+            trigger=UpstreamSettledTrigger(
+                model=self.model,
+                start=context["data_interval_start"].isoformat(),
+                end=context["data_interval_end"].isoformat(),
+                wait_seconds=self.wait_timeout.total_seconds(),
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=self.wait_timeout + timedelta(minutes=5),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        if not event or event.get("status") != "settled":
+            missing = (event or {}).get("missing", "unknown")
+            raise AirflowFailException(
+                f"the models {self.model} reads after did not settle its interval within {self.wait_timeout}: "
+                f"still missing {missing}. Ingest those, then clear this task to wait again."
+            )
+        self.log.info("every upstream partition of %s's interval has settled", self.model)
+
+    def _missing(self, context: Any) -> dict[str, list[str]]:
+        ctx = ModelContext.load(self.model)
+        return unsettled_upstream(
+            ctx.warehouse, upstream_specs(ctx), context["data_interval_start"], context["data_interval_end"]
+        )
 
 
 class DriftEventSensor(BaseSensorOperator):

@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airloop.core.settings import settings
 from airloop.ingest.landing import is_landed
+from airloop.ingest.upstream import describe_unsettled, unsettled_upstream, upstream_specs
 from airloop.model.context import ModelContext
 from airloop.retrain.retrain import ChampionFacts, champion_moved, retrain_check
 
@@ -69,6 +70,49 @@ class PartitionLandedTrigger(BaseTrigger):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 yield TriggerEvent({"status": "timeout", "partition": self.partition})
+                return
+            await asyncio.sleep(min(self.poke_interval, remaining))
+
+
+class UpstreamSettledTrigger(BaseTrigger):
+    """Fires once every upstream model (``source.after``) has settled its partitions of ``[start, end)`` (ISO,
+    UTC), or with ``status="timeout"`` and what is still missing after ``wait_seconds``. Polls the warehouse."""
+
+    def __init__(
+        self, *, model: str, start: str, end: str, wait_seconds: float, poke_interval: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.start = start
+        self.end = end
+        self.wait_seconds = wait_seconds
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "airloop.airflow.triggers.UpstreamSettledTrigger",
+            {
+                "model": self.model,
+                "start": self.start,
+                "end": self.end,
+                "wait_seconds": self.wait_seconds,
+                "poke_interval": self.poke_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        ctx = await asyncio.to_thread(ModelContext.load, self.model)
+        upstreams = await asyncio.to_thread(upstream_specs, ctx)
+        start, end = datetime.fromisoformat(self.start), datetime.fromisoformat(self.end)
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            missing = await asyncio.to_thread(unsettled_upstream, ctx.warehouse, upstreams, start, end)
+            if not missing:
+                yield TriggerEvent({"status": "settled"})
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                yield TriggerEvent({"status": "timeout", "missing": describe_unsettled(missing)})
                 return
             await asyncio.sleep(min(self.poke_interval, remaining))
 

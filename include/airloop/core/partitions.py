@@ -101,6 +101,18 @@ def complete_partitions(schedule: str, start: datetime, end: datetime) -> list[s
     return keys
 
 
+def partitions_starting(schedule: str, start: datetime, end: datetime) -> list[str]:
+    """The keys of the partitions whose intervals start in ``[start, end)``, in order."""
+    from croniter import croniter
+
+    fmt = key_format(schedule)
+    ticks = croniter(cron_of(schedule), _utc(start) - timedelta(microseconds=1))
+    keys = []
+    while (moment := ticks.get_next(datetime)) < _utc(end):
+        keys.append(moment.strftime(fmt))
+    return keys
+
+
 def next_partition(key: str, schedule: str) -> str:
     """The key of the partition after partition ``key`` of ``schedule``."""
     from croniter import croniter

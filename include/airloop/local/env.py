@@ -69,6 +69,8 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         # More threads than free cores spin-wait against each other: scoring a week (6,500 rows, 200 trees) took
         # 2.4 s of prediction with 2 threads beside other tasks on 2 cores, under 0.1 s with 1.
         "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // settings.parallelism)),
+        # The warehouse as an Airflow connection: what chained models' SQL sources name (source.conn_id).
+        f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse_connection(settings.warehouse_url),
     }
     if any(key not in env for key in _SECRET_KEYS):
         stored = _shared_secrets(settings.home)
@@ -104,6 +106,36 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     for item in fields(Settings):
         env[f"AIRLOOP_{item.name.upper()}"] = str(getattr(settings, item.name))
     return env
+
+
+#: The connection id the local stack gives the warehouse, unless the environment defines it.
+WAREHOUSE_CONN_ID = "airloop_warehouse"
+
+
+def warehouse_connection(url: str) -> str:
+    """The warehouse's SQLAlchemy URL as an Airflow connection (JSON for ``AIRFLOW_CONN_<ID>``): SQLite or
+    PostgreSQL, through their providers' hooks."""
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return json.dumps({"conn_type": "sqlite", "host": parsed.database})
+    if backend == "postgresql":
+        fields_ = {
+            "host": parsed.host,
+            "port": parsed.port,
+            "login": parsed.username,
+            "schema": parsed.database,
+        }
+        if parsed.password:
+            fields_["password"] = parsed.password
+        if parsed.query:
+            fields_["extra"] = dict(parsed.query)
+        return json.dumps({"conn_type": "postgres", **{k: v for k, v in fields_.items() if v is not None}})
+    raise ValueError(f"the warehouse is {backend}: only SQLite and PostgreSQL warehouses are supported")
 
 
 def airflow_users(settings: Settings) -> list[tuple[str, str]]:

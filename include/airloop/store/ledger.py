@@ -53,6 +53,15 @@ def ledger_entries(engine: Engine, model: str) -> list[LedgerEntry]:
         return [_entry(row._mapping) for row in conn.execute(query)]
 
 
+def settled_partitions(engine: Engine, model: str, partitions: Sequence[str]) -> set[str]:
+    """Which of ``partitions`` the model's ledger holds (passed or quarantined: its ingestion has settled them)."""
+    if not partitions:
+        return set()
+    query = sa.select(ledger.c.partition).where(ledger.c.model == model, ledger.c.partition.in_(partitions))
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
+
+
 def passed_entries(engine: Engine, model: str) -> dict[str, LedgerEntry]:
     """The validated partitions of a model, by partition, oldest first."""
     return {e.partition: e for e in ledger_entries(engine, model) if e.passed}

@@ -91,8 +91,22 @@ def test_missing_required_field(tmp_path, raw):
 def test_shipped_specs_are_valid():
     folder = load_specs(ROOT / "config" / "models")
     assert folder.errors == []
-    assert [s.name for s in folder.specs] == ["flights_delay"]
-    spec = folder.specs[0]
+    specs = {s.name: s for s in folder.specs}
+    assert list(specs) == ["flights_arrival_minutes", "flights_delay", "flights_delay_band"]
+    # One of each kind, three cadences, files and SQL (the SQL ones chained on flights_delay's table).
+    assert [(s.target.kind, s.schedule, s.source.kind) for s in specs.values()] == [
+        ("regression", "@weekly", "sql"),
+        ("binary", "@daily", "landing"),
+        ("multiclass", "@monthly", "sql"),
+    ]
+    assert all(s.source.after == ["flights_delay"] for s in specs.values() if s.source.kind == "sql")
+    assert specs["flights_delay_band"].contract.column("delay_band").allowed == [
+        "early",
+        "on_time",
+        "late",
+        "very_late",
+    ]
+    spec = specs["flights_delay"]
     assert spec.batches_asset == "airloop://flights_delay/batches"
     assert spec.contract.column("carrier").allowed
     assert spec.alerts.email is not None and spec.alerts.slack is not None
