@@ -13,10 +13,12 @@ from datetime import date
 from airloop.core.errors import AirloopError
 from airloop.core.settings import load_settings
 from airloop.local.demo.driver import AirflowApi
+from airloop.local.demo.followers import Follower
+from airloop.local.demo.months import format_table
 from airloop.local.demo.replay import replay
-from airloop.local.demo.year import YearReplay, format_table, fresh_home
+from airloop.local.demo.year import YearReplay, fresh_home
 from airloop.local.stack import Stack
-from airloop.model.context import ModelContext
+from airloop.model.context import ModelContext, load_model_specs
 from airloop.model.task import primary_metric
 from airloop.promote.promote import promote_version, rollback
 from airloop.status import format_status, full_status, warehouse_status
@@ -120,6 +122,8 @@ def _up(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # The tables load the first champions from MLflow: no download progress bars among them.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = load_settings()
     model = "flights_delay"
     started = time.monotonic()
@@ -129,20 +133,35 @@ def _demo(args: argparse.Namespace) -> int:
             print(line)
         api = AirflowApi(stack.airflow_url, "admin", stack.passwords["admin"])
         ctx = ModelContext.load(model, config)
-        year = YearReplay(api, ctx, until=args.until, alive=lambda: stack.wait(timeout=0) is None)
+        # The shipped models chained on flights_delay follow its year on their own cadence.
+        followers = [
+            Follower(api, ModelContext.load(spec.name, config), until=args.until, report=print)
+            for spec in load_model_specs(config.models_dir).specs
+            if model in getattr(spec.source, "after", [])
+        ]
+        year = YearReplay(
+            api, ctx, until=args.until, alive=lambda: stack.wait(timeout=0) is None, followers=followers
+        )
         try:
             table = year.run()
+            tables = [(f, f.months()) for f in followers]
         finally:
             api.close()
-        print()
-        print(format_status(full_status(ctx)))
-        print()
-        label = primary_metric(ctx.spec).label
-        print(
-            f"2013 by month (serving: the champion versions that scored the month; {label} on its labelled flights;"
-        )
-        print(f"{label} v{year.first_champion}: the first champion, never retrained, on the same flights)")
-        print(format_table(table, year.first_champion, label))
+        for shown, first, months in [(ctx, year.first_champion, table)] + [
+            (f.ctx, f.first_champion, months) for f, months in tables
+        ]:
+            print()
+            print(format_status(full_status(shown)))
+            print()
+            label = primary_metric(shown.spec).label
+            print(
+                f"{shown.name}, 2013 by month (serving: the champion versions that scored the month; {label} on its "
+                f"labelled rows; {label} v{first}: the first champion, never retrained, on the same rows)"
+            )
+            print(format_table(months, first, label))
+        for follower in followers:
+            for note in follower.notes:
+                print(f"{follower.name}: {note}")
         print(
             f"\nreplayed to {args.until} in {(time.monotonic() - started) / 60:.1f} min (stack start included)"
         )

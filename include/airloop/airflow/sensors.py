@@ -84,20 +84,54 @@ class LandedPartitionSensor(BaseSensorOperator):
 
 
 class UpstreamSettledSensor(BaseSensorOperator):
-    """Waits, deferred to the triggerer, until the models a SQL source reads after (``source.after``) have settled
-    every partition of the run's data interval; fails clearly, naming what is missing, after ``wait_timeout``.
+    """Waits until the models a SQL source reads after (``source.after``) have settled every partition of the
+    run's data interval; fails clearly, naming what is missing, after ``wait_timeout``.
+
+    Like :class:`LandedPartitionSensor`, it starts in the triggerer (``start_from_trigger``; ``start`` and ``end``,
+    the data interval's bounds, are rendered there) and a settled interval ends it there: waiting costs no worker
+    process. Only a timeout resumes it on a worker, to fail. Where tasks run in-process (``dag.test()``),
+    ``execute`` checks once and defers to the same trigger.
 
     :param model: the model whose source waits.
     :param wait_timeout: how long the upstream models are waited for.
     """
 
+    template_fields: Sequence[str] = ("start", "end")
     ui_color = "#b7e1cd"
 
-    def __init__(self, *, model: str, wait_timeout: timedelta, **kwargs: Any) -> None:
-        kwargs.setdefault("timeout", (wait_timeout + timedelta(minutes=5)).total_seconds())
+    def __init__(
+        self,
+        *,
+        model: str,
+        wait_timeout: timedelta,
+        start: str = "{{ data_interval_start.isoformat() }}",
+        end: str = "{{ data_interval_end.isoformat() }}",
+        **kwargs: Any,
+    ) -> None:
+        backstop = wait_timeout + timedelta(minutes=5)
+        kwargs.setdefault("timeout", backstop.total_seconds())
         super().__init__(**kwargs)
         self.model = model
         self.wait_timeout = wait_timeout
+        self.start = start
+        self.end = end
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls="airloop.airflow.triggers.UpstreamSettledTrigger",
+            trigger_kwargs={**self._trigger_kwargs(), "end_from_trigger": True},
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=backstop,
+        )
+
+    def _trigger_kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "start": self.start,
+            "end": self.end,
+            "wait_seconds": self.wait_timeout.total_seconds(),
+            "poke_interval": self.poke_interval,
+        }
 
     def poke(self, context: Any) -> bool:
         return not self._missing(context)
@@ -108,15 +142,9 @@ class UpstreamSettledSensor(BaseSensorOperator):
             return
         self.log.info("waiting for upstream partitions of %s: %s", self.model, describe_unsettled(missing))
         self.defer(
-            trigger=UpstreamSettledTrigger(
-                model=self.model,
-                start=context["data_interval_start"].isoformat(),
-                end=context["data_interval_end"].isoformat(),
-                wait_seconds=self.wait_timeout.total_seconds(),
-                poke_interval=self.poke_interval,
-            ),
+            trigger=UpstreamSettledTrigger(**self._trigger_kwargs()),
             method_name="execute_complete",
-            timeout=self.wait_timeout + timedelta(minutes=5),
+            timeout=self.start_trigger_args.timeout,
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
@@ -130,9 +158,8 @@ class UpstreamSettledSensor(BaseSensorOperator):
 
     def _missing(self, context: Any) -> dict[str, list[str]]:
         ctx = ModelContext.load(self.model)
-        return unsettled_upstream(
-            ctx.warehouse, upstream_specs(ctx), context["data_interval_start"], context["data_interval_end"]
-        )
+        start, end = datetime.fromisoformat(self.start), datetime.fromisoformat(self.end)
+        return unsettled_upstream(ctx.warehouse, upstream_specs(ctx), start, end)
 
 
 class DriftEventSensor(BaseSensorOperator):

@@ -76,10 +76,18 @@ class PartitionLandedTrigger(BaseTrigger):
 
 class UpstreamSettledTrigger(BaseTrigger):
     """Fires once every upstream model (``source.after``) has settled its partitions of ``[start, end)`` (ISO,
-    UTC), or with ``status="timeout"`` and what is still missing after ``wait_seconds``. Polls the warehouse."""
+    UTC), or with ``status="timeout"`` and what is still missing after ``wait_seconds``. Polls the warehouse.
+    With ``end_from_trigger`` a settled interval ends the task here, in the triggerer (no worker runs for it)."""
 
     def __init__(
-        self, *, model: str, start: str, end: str, wait_seconds: float, poke_interval: float = 30.0
+        self,
+        *,
+        model: str,
+        start: str,
+        end: str,
+        wait_seconds: float,
+        poke_interval: float = 30.0,
+        end_from_trigger: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -87,6 +95,7 @@ class UpstreamSettledTrigger(BaseTrigger):
         self.end = end
         self.wait_seconds = wait_seconds
         self.poke_interval = poke_interval
+        self.end_from_trigger = end_from_trigger
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -97,6 +106,7 @@ class UpstreamSettledTrigger(BaseTrigger):
                 "end": self.end,
                 "wait_seconds": self.wait_seconds,
                 "poke_interval": self.poke_interval,
+                "end_from_trigger": self.end_from_trigger,
             },
         )
 
@@ -108,7 +118,11 @@ class UpstreamSettledTrigger(BaseTrigger):
         while True:
             missing = await asyncio.to_thread(unsettled_upstream, ctx.warehouse, upstreams, start, end)
             if not missing:
-                yield TriggerEvent({"status": "settled"})
+                if self.end_from_trigger:
+                    self.log.info("upstream of %s settled for %s..%s", self.model, self.start, self.end)
+                    yield TaskSuccessEvent()
+                else:
+                    yield TriggerEvent({"status": "settled"})
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:

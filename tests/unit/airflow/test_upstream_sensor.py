@@ -58,6 +58,34 @@ def test_the_trigger_fires_once_the_upstream_has_settled_the_interval(airloop_ho
     assert _first_event(_trigger()).payload == {"status": "settled"}
 
 
+def test_a_settled_interval_ends_the_task_in_the_triggerer(airloop_home):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    _settle(DAYS)
+    assert isinstance(_first_event(_trigger(end_from_trigger=True)), TaskSuccessEvent)
+
+
+def test_the_sensor_starts_from_its_trigger_with_the_interval_templated():
+    from airloop.airflow.sensors import UpstreamSettledSensor
+
+    sensor = UpstreamSettledSensor(
+        task_id="wait_for_upstream", model=MODEL, wait_timeout=timedelta(hours=1), poke_interval=5
+    )
+    args = sensor.start_trigger_args
+    assert sensor.start_from_trigger is True
+    assert args.trigger_cls == "airloop.airflow.triggers.UpstreamSettledTrigger"
+    assert args.trigger_kwargs == {
+        "model": MODEL,
+        "start": "{{ data_interval_start.isoformat() }}",
+        "end": "{{ data_interval_end.isoformat() }}",
+        "wait_seconds": 3600.0,
+        "poke_interval": 5,
+        "end_from_trigger": True,
+    }
+    # The triggerer renders the operator's template fields that are also trigger arguments.
+    assert set(sensor.template_fields) & set(args.trigger_kwargs) == {"start", "end"}
+
+
 def test_the_trigger_times_out_naming_what_is_missing(airloop_home):
     _settle(DAYS[:-2])
     event = _first_event(_trigger(wait_seconds=0.05))
@@ -70,7 +98,8 @@ def test_the_sensor_passes_at_once_when_settled_and_fails_naming_the_missing_par
     from airloop.airflow.sensors import UpstreamSettledSensor
 
     sensor = UpstreamSettledSensor(task_id="wait_for_upstream", model=MODEL, wait_timeout=timedelta(hours=1))
-    context = {"data_interval_start": START, "data_interval_end": END}
+    sensor.start, sensor.end = START.isoformat(), END.isoformat()  # as rendered
+    context = {}
     _settle(DAYS[:-1])
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)

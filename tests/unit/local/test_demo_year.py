@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from airloop.local.demo.year import format_table, plan_weeks
+from airloop.local.demo.months import format_table
+from airloop.local.demo.year import plan_weeks
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,17 +32,17 @@ from airloop.core.errors import AirloopError
 from airloop.core.events import EventKind
 from airloop.core.settings import Settings
 from airloop.local.demo.driver import AirflowApi
+from airloop.local.demo.followers import Follower, wait_settled
+from airloop.local.demo.months import model_months
 from airloop.local.demo.replay import day_frame, days, write_partition
 from airloop.model.context import ModelContext
-from airloop.model.features import model_input
-from airloop.model.predictions import predictions_of, scored_rows
+from airloop.model.predictions import predictions_of
 from airloop.model.registry import CHAMPION
-from airloop.model.task import primary_metric
 from airloop.monitor.monitor import open_drift_events
 from airloop.retrain.retrain import retrain_check
 from airloop.store.db import engine_for
 from airloop.store.events import events_of
-from airloop.store.ledger import ledger_entries, passed_entries
+from airloop.store.ledger import ledger_entries
 from airloop.store.monitoring import monitoring_history
 from airloop.store.predictions import scored_partitions
 from airloop.store.schema import ledger
@@ -88,6 +87,8 @@ class YearReplay:
     timings: dict[str, float] = field(default_factory=dict)
     weeks: list[Week] = field(default_factory=list)
     first_champion: str | None = None
+    #: The chained models that follow the year on their own cadence (:mod:`airloop.local.demo.followers`).
+    followers: list[Follower] = field(default_factory=list)
     _failures_seen: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -104,6 +105,8 @@ class YearReplay:
         started = time.monotonic()
         for kind in ("ingest", "score", "monitor", "retrain", "train"):
             self.api.wait_for_dag(self.dag[kind])
+        for follower in self.followers:
+            follower.start()
         # Without a champion a score run has nothing to do but skip: the score DAG is paused (as an operator
         # would) until the first champion exists; its first run then scores every validated partition.
         self.api.call("PATCH", f"/dags/{self.dag['score']}", is_paused=True)
@@ -144,6 +147,12 @@ class YearReplay:
                     week.retrain = self._wait_retrain(retrain_runs, timeout=1200)
             week.seconds = time.monotonic() - step
             self.report(self._week_line(week))
+            for follower in self.followers:
+                follower.advance()
+        if self.followers:
+            step = time.monotonic()
+            wait_settled(self.followers, timeout=1200, alive=self.alive)
+            self._mark("the chained models settled", step)
         self.timings["total"] = round(time.monotonic() - started, 1)
         return self.monthly_table()
 
@@ -275,51 +284,7 @@ class YearReplay:
 
     def monthly_table(self) -> list[dict[str, Any]]:
         """Per month after the first champion's training: rows, drift, retrains, serving versions and metric."""
-        import pandas as pd
-
-        task, metric = self.ctx.task, primary_metric(self.spec)
-        first = self.ctx.registry.load(self.first_champion)
-        passed = passed_entries(self.engine, self.model)
-        monitored = monitoring_history(self.engine, self.model)
-        retrains: dict[str, dict[str, Any]] = {}
-        for event in events_of(self.engine, self.model, [EventKind.DRIFT_HANDLED]):
-            # One retrain can handle several drift events: count it once.
-            retrains.setdefault(event.payload.train_run_id, event.payload.to_json())
-        table = []
-        start = FIRST_TRAINING_END + timedelta(days=1)
-        for month in range(start.month, self.until.month + 1):
-            key = f"2013-{month:02d}"
-            partitions = sorted(p for p in passed if p.startswith(key))
-            if not partitions:
-                continue
-            rows, _ = scored_rows(self.ctx, partitions)
-            labelled, truth, _unlabelled = task.labelled(rows)
-            weeks = [m for m in monitored if str(m["window_last"]).startswith(key)]
-            shares = [m["drift_share"] for m in weeks if m["drift_share"] is not None]
-            month_retrains = [r for r in retrains.values() if str(r.get("window_last", "")).startswith(key)]
-            versions = Counter(str(v) for v in rows["version"])
-            table.append(
-                {
-                    "month": pd.Timestamp(f"{key}-01").strftime("%b"),
-                    "rows": sum(passed[p].rows or 0 for p in partitions),
-                    "weeks_monitored": len(weeks),
-                    "weeks_drifted": sum(bool(m["drifted"]) for m in weeks),
-                    "drift_share_max": max(shares) if shares else None,
-                    "retrains": len(month_retrains),
-                    "promoted": [r.get("version") for r in month_retrains if r.get("outcome") == "promoted"],
-                    "serving_versions": sorted(versions, key=int),
-                    "labelled_rows": len(labelled),
-                    "metric": metric.name,
-                    "higher_is_better": metric.higher_is_better,
-                    "serving": metric(truth, task.stored_predictions(labelled)) if len(labelled) else None,
-                    "first_champion": (
-                        metric(truth, task.predict(first, model_input(labelled, self.spec, first)))
-                        if len(labelled)
-                        else None
-                    ),
-                }
-            )
-        return table
+        return model_months(self.ctx, self.first_champion, FIRST_TRAINING_END + timedelta(days=1), self.until)
 
 
 def plan_weeks(start: date, until: date) -> list[Week]:
@@ -336,36 +301,6 @@ def plan_weeks(start: date, until: date) -> list[Week]:
     if current:
         weeks.append(Week(current))
     return weeks
-
-
-def format_table(table: list[dict[str, Any]], first_champion: str | None, metric: str = "AUC") -> str:
-    """The monthly table as text; ``metric`` is how the primary metric is headed."""
-    head = (
-        f"{'month':<5} {'rows':>6} {'weeks':>5} {'drifted':>7} {'drift share':>11} {'retrains':>8} "
-        f"{'promoted':<9} {'serving':<11} {f'{metric} serving':>11} {f'{metric} v{first_champion}':>11} {'gain':>7}"
-    )
-    lines = [head, "-" * len(head)]
-    for m in table:
-        share = "-" if m["drift_share_max"] is None else f"{m['drift_share_max']:.2f}"
-        promoted = ",".join(f"v{v}" for v in m["promoted"]) or "-"
-        serving = ",".join(f"v{v}" for v in m["serving_versions"]) or "-"
-        value, base = m["serving"], m["first_champion"]
-        # Positive when serving did better than the first champion, whichever way the metric counts.
-        better = (
-            (value - base if m.get("higher_is_better", True) else base - value)
-            if None not in (value, base)
-            else None
-        )
-        gain = "-" if better is None else f"{better:+.4f}"
-        lines.append(
-            f"{m['month']:<5} {m['rows']:>6} {m['weeks_monitored']:>5} {m['weeks_drifted']:>7} {share:>11} "
-            f"{m['retrains']:>8} {promoted:<9} {serving:<11} {_f(value):>11} {_f(base):>11} {gain:>7}"
-        )
-    return "\n".join(lines)
-
-
-def _f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
 
 
 def fresh_home(config: Settings, model: str) -> None:
