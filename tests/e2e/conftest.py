@@ -285,13 +285,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
 
 
 def _e2e_specs(target: Path) -> Path:
-    """The shipped flights_delay spec with catchup off (backfills are the tests' own doing), short waits, and
-    small training and monitoring windows. (The chained weekly and monthly models would only wait on it here.)"""
+    """The shipped flights_delay spec and a regression model of the same flights (:data:`SECOND_KIND`), with
+    catchup off (backfills are the tests' own doing), short waits, and small training and monitoring windows.
+    (The shipped chained weekly and monthly models would only wait on flights_delay here.)"""
     import yaml
 
     target.mkdir()
-    for path in [ROOT / "config" / "models" / "flights_delay.yaml"]:
-        raw = yaml.safe_load(path.read_text())
+    flights = yaml.safe_load((ROOT / "config" / "models" / "flights_delay.yaml").read_text())
+    for name, raw in (("flights_delay", flights), (SECOND_KIND, _regression_of(flights))):
         raw["catchup"] = False
         raw["source"].update(poke_interval_seconds=2, wait_timeout_minutes=2)
         # Small enough to train and monitor in seconds on 2 loaded cores (test_loop_e2e drives both).
@@ -303,8 +304,23 @@ def _e2e_specs(target: Path) -> Path:
             # A 3-day window: July against a February reference drifts in 9 of 17 features (measured).
             # No refusal backoff: the loop test's retrains (one refused by design) keep a plain 72 h cooldown.
             raw["monitoring"].update(window_days=3, cooldown_hours=72, refusal_backoff=1)
-        (target / path.name).write_text(yaml.safe_dump(raw))
+        (target / f"{name}.yaml").write_text(yaml.safe_dump(raw))
     return target
+
+
+#: A second kind of model on the e2e stack: the flights' arrival delay in minutes (regression), landed as files.
+SECOND_KIND = "flights_minutes"
+
+
+def _regression_of(flights: dict) -> dict:
+    raw = json.loads(json.dumps(flights, default=str))
+    raw.update(
+        name=SECOND_KIND, target={"kind": "regression", "column": "arr_delay", "label_delay_hours": 24}
+    )
+    raw["training"]["estimator"] = "sklearn.ensemble.HistGradientBoostingRegressor"
+    # Minutes of delay spread widely: worth serving below a 60-minute RMSE; better by 0.1 minute to be promoted.
+    raw["promotion"].update(metric="rmse", floor=60, min_margin=0.1, max_slice_regression=5.0)
+    return raw
 
 
 def _with_descendants(pid: int) -> list[psutil.Process]:

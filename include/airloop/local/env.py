@@ -72,6 +72,10 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         # The warehouse as an Airflow connection: what chained models' SQL sources name (source.conn_id).
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse_connection(settings.warehouse_url),
     }
+    if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
+        # The default SQLite metadata DB: wait for its write lock instead of failing after sqlite3's 5 s.
+        for key in ("SQL_ALCHEMY_CONNECT_ARGS", "SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
+            defaults[f"AIRFLOW__DATABASE__{key}"] = "airloop.local.sqlite_metadata.CONNECT_ARGS"
     if any(key not in env for key in _SECRET_KEYS):
         stored = _shared_secrets(settings.home)
         defaults.update({key: stored[name] for key, name in _SECRET_KEYS.items()})

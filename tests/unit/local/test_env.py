@@ -62,3 +62,23 @@ def test_the_warehouse_connection_resolves_to_the_warehouse_through_the_provider
     with hooked.connect() as conn:
         assert conn.execute(sa.text("SELECT x FROM probe")).scalar() == 7
     hooked.dispose()
+
+
+def test_airflow_waits_a_minute_for_the_sqlite_metadata_db_lock_and_postgres_gets_no_such_argument(
+    airloop_home, tmp_path
+):
+    import subprocess
+    import sys
+
+    env = stack_env(airloop_home, {"PATH": "/usr/bin:/bin"})
+    env.update(
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path}/airflow.db", AIRFLOW_HOME=str(tmp_path)
+    )
+    probe = (
+        "from airflow import settings; import sqlalchemy as sa\n"
+        "with settings.engine.connect() as c: print(c.execute(sa.text('PRAGMA busy_timeout')).scalar())"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "60000"  # sqlite3's default is 5000 ms
+    postgres = stack_env(airloop_home, {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://u@h/airflow"})
+    assert not [key for key in postgres if "CONNECT_ARGS" in key]
