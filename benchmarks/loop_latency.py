@@ -87,6 +87,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from _procs import tree_cpu
+
 from airloop.airflow.preload import PRELOAD
 
 MODEL = "flights_delay"
@@ -787,33 +789,12 @@ def _cpu_snapshot(airflow: list[int], mlflow: list[int]) -> dict[str, float]:
     return {
         "at": time.monotonic(),
         "machine": t.user + t.nice + t.system + t.irq + t.softirq + t.steal,
-        "airflow": _tree_cpu(airflow),
-        "mlflow": _tree_cpu(mlflow),
+        "airflow": tree_cpu(airflow),
+        "mlflow": tree_cpu(mlflow),
         "benchmark": own.user + own.system + own.children_user + own.children_system,
         # The server's backends and the exited ones its postmaster waited for; it serves other users too.
-        "postgres": _tree_cpu(postgres, descendants=False),
+        "postgres": tree_cpu(postgres, descendants=False),
     }
-
-
-def _tree_cpu(pids: list[int], *, descendants: bool = True) -> float:
-    """CPU seconds used so far by the live processes under ``pids`` and the children they have waited for (the
-    task processes, for the scheduler)."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)] if descendants else [root]
-        except psutil.NoSuchProcess:
-            continue
-        for proc in procs:
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
 
 
 # --- the report ---------------------------------------------------------------------------------------------

@@ -47,18 +47,22 @@ def test_a_week_is_expected_once_its_upstream_days_have_settled(follower):
     assert follower._ingestible_missing() == ["2013-01-13", "2013-01-20", "2013-01-27"]
 
 
-def test_monitor_runs_are_due_for_weeks_validated_and_scored_after_the_first_champions_window(follower):
+def test_monitor_runs_are_due_once_their_windows_are_validated_and_scored(follower):
+    # flights_arrival_minutes: weekly partitions, monitored on the 1st of each month over the four weeks before.
     engine = follower.ctx.warehouse
-    follower.first_window_end = "2013-01-06"
-    assert follower._due_intervals() == []
-    _settle(engine, MODEL, ["2013-01-06", "2013-01-13", "2013-01-20"])
+    follower.until = date(2013, 3, 31)
+    follower.first_window_end = "2013-02-03"
+    weeks = [d.date().isoformat() for d in pd.date_range("2013-01-06", "2013-03-24", freq="7D")]
+    _settle(engine, MODEL, weeks)
     assert follower._due_intervals() == []  # validated, not scored
     table = predictions_of(follower.ctx)
     row = {"alias": CHAMPION, ROW_INDEX: 0, "model": MODEL, "version": "1", "prediction": 1.0,
            "batch_checksum": "0" * 64, "scored_at": datetime.now(UTC)}  # fmt: skip
     with engine.begin() as conn:
-        conn.execute(table.insert(), [{**row, "partition": p} for p in ("2013-01-13", "2013-01-20")])
-    # The week of the 13th is monitored by the run whose interval ends on the 20th; then the 20th's by the 27th's.
-    assert follower._due_intervals() == [datetime(2013, 1, 20, tzinfo=UTC), datetime(2013, 1, 27, tzinfo=UTC)]
-    follower.monitor_runs["2013-01-20T00:00:00+00:00"] = "run"
-    assert follower._due_intervals() == [datetime(2013, 1, 27, tzinfo=UTC)]
+        conn.execute(table.insert(), [{**row, "partition": p} for p in weeks if p >= "2013-01-27"])
+    # 1 March: the weeks of 27 January to 17 February (up to the last Sunday, the 24th); 1 April: 3 to 24 March.
+    assert follower._due_intervals() == [datetime(2013, 3, 1, tzinfo=UTC), datetime(2013, 4, 1, tzinfo=UTC)]
+    follower.monitor_runs["2013-03-01T00:00:00+00:00"] = "run"
+    assert follower._due_intervals() == [datetime(2013, 4, 1, tzinfo=UTC)]
+    follower.until = date(2013, 3, 30)  # April's run is past the replay's end
+    assert follower._due_intervals() == []
