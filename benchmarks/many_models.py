@@ -357,8 +357,7 @@ def _wait_parsed_and_paused(api: Any, expected: int, began: float, timeout: floa
         errors = api.call("GET", "/importErrors?limit=100")
         if errors["total_entries"]:
             raise SystemExit(f"import errors: {json.dumps(errors['import_errors'])[:3000]}")
-        api.call("PATCH", f"/dags?dag_id_pattern={pattern}&limit=1000&update_mask=is_paused", is_paused=True)
-        dags = api.call("GET", "/dags?limit=1000")["dags"]
+        dags = _all_dags(api, pattern)
         if len(dags) >= expected and all(d["is_paused"] for d in dags):
             if len(dags) > expected:
                 raise SystemExit(f"{len(dags)} DAGs parsed, {expected} expected")
@@ -366,6 +365,20 @@ def _wait_parsed_and_paused(api: Any, expected: int, began: float, timeout: floa
         if time.monotonic() - began > timeout:
             raise SystemExit(f"only {len(dags)} of {expected} DAGs parsed after {timeout:.0f} s")
         time.sleep(1)
+
+
+def _all_dags(api: Any, pattern: str) -> list[dict[str, Any]]:
+    """Every DAG, each paused, page by page: the API serves at most ``[api] maximum_page_limit`` (100) per call,
+    fewer than 35 models' 175 DAGs."""
+    dags: list[dict[str, Any]] = []
+    while True:
+        offset = len(dags)
+        query = f"dag_id_pattern={pattern}&limit=100&offset={offset}"
+        api.call("PATCH", f"/dags?{query}&update_mask=is_paused", is_paused=True)
+        page = api.call("GET", f"/dags?limit=100&offset={offset}")
+        dags += page["dags"]
+        if not page["dags"] or len(dags) >= page["total_entries"]:
+            return dags
 
 
 def _clear_runs(api: Any, timeout: float = 180.0) -> int:

@@ -14,7 +14,16 @@ pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
-HEAVY = ["pandas", "sklearn", "mlflow", "great_expectations", "evidently", "sqlalchemy.orm", "pyarrow"]
+HEAVY = [
+    "pandas",
+    "numpy",
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "sqlalchemy.orm",
+    "pyarrow",
+]
 
 # Runs in a fresh interpreter: imports the DAG file while recording every SQL statement, socket connection,
 # Connection and Variable lookup, and which heavy modules got imported.

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from airloop.core.contracts import Gate
 from airloop.core.spec import PromotionSpec
 from airloop.model.task import Metric, Task
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _APPROVAL_PENDING = "passes the gate; a manual approval is required before the promotion"
 
@@ -88,6 +89,8 @@ def paired_bootstrap(
     improvement and the two-sided ``confidence`` percentile interval ``[low, high]``; resamples where the metric
     is undefined (one class drawn) are dropped and counted.
     """
+    import numpy as np  # not at import: the approval operator imports this module when a DAG file is parsed
+
     y = np.asarray(y_true, dtype=np.float64)
     a = np.asarray(challenger, dtype=np.float64)
     b = np.asarray(champion, dtype=np.float64)
@@ -122,6 +125,8 @@ def promotion_decision(
 ) -> Decision:
     """Decide whether the challenger replaces the champion on ``metric`` (one of ``task``'s), with every reason
     and number."""
+    import numpy as np
+
     y = np.asarray(facts.y_true, dtype=np.float64)
     challenger = np.asarray(facts.challenger, dtype=np.float64)
     _check_same_rows(y, challenger, "challenger")
@@ -202,6 +207,8 @@ class _Versus:
         self, slices: Mapping[str, Any], evidence: dict[str, Any], passes: list[str], seed: int
     ) -> list[str]:
         """The margin, the paired bootstrap and the slices: the failures, with the passes and the evidence added."""
+        import numpy as np
+
         name, policy = self.metric.name, self.policy
         failures: list[str] = []
         evidence["champion"] = self.task.all_metrics(self.y, self.champion)
@@ -254,6 +261,8 @@ class _Versus:
         return failures + regressions
 
     def _slice_rows(self, groups: np.ndarray) -> list[dict[str, Any]]:
+        import numpy as np
+
         rows = []
         for group in np.unique(groups):
             mask = groups == group

@@ -55,6 +55,11 @@ def test_monitor_runs_are_due_once_their_windows_are_validated_and_scored(follow
     weeks = [d.date().isoformat() for d in pd.date_range("2013-01-06", "2013-03-24", freq="7D")]
     _settle(engine, MODEL, weeks)
     assert follower._due_intervals() == []  # validated, not scored
+    # Not due yet, but still to come: the demo does not stop waiting for the model while their scoring is ahead.
+    assert follower._due_intervals(require_scored=False) == [
+        datetime(2013, 3, 1, tzinfo=UTC),
+        datetime(2013, 4, 1, tzinfo=UTC),
+    ]
     table = predictions_of(follower.ctx)
     row = {"alias": CHAMPION, ROW_INDEX: 0, "model": MODEL, "version": "1", "prediction": 1.0,
            "batch_checksum": "0" * 64, "scored_at": datetime.now(UTC)}  # fmt: skip

@@ -82,7 +82,9 @@ class Follower:
         ingested, no monitor run is still due, and nothing but ingest runs waiting for upstream data that the
         replay has not landed (past ``until``) is queued or running."""
         self.advance()
-        if self._ingestible_missing() or (self.first_champion is not None and self._due_intervals()):
+        if self._ingestible_missing() or (
+            self.first_champion is not None and self._due_intervals(require_scored=False)
+        ):
             return False
         return not any(self.api.runs(self.dag[stage], state=state, limit=1)
                        for stage in STAGES if stage != "ingest" for state in ("queued", "running"))  # fmt: skip
@@ -149,9 +151,10 @@ class Follower:
                 missing.append(key)
         return missing
 
-    def _due_intervals(self) -> list[datetime]:
+    def _due_intervals(self, *, require_scored: bool = True) -> list[datetime]:
         """Ends of the monitoring intervals after the first champion's window, up to the end of ``until``, whose
-        windows are validated and scored and that have no monitor run yet."""
+        windows are validated and scored (``require_scored=False``: validated, their scoring maybe still to
+        come) and that have no monitor run yet."""
         from croniter import croniter
 
         spec, policy = self.ctx.spec, self.ctx.spec.monitoring
@@ -170,9 +173,8 @@ class Follower:
             window = monitoring_window(end, policy.window_days, spec.schedule)
             if not set(window.partitions) <= passed:
                 break
-            if scored_partitions(self.ctx.warehouse, table, window.partitions, CHAMPION) != set(
-                window.partitions
-            ):
+            scored = scored_partitions(self.ctx.warehouse, table, window.partitions, CHAMPION)
+            if require_scored and scored != set(window.partitions):
                 break
             due.append(end)
         return due
