@@ -133,8 +133,9 @@ class SqlSourceSpec(_Source):
     after: list[str] = Field(
         default_factory=list,
         description="models (of the same models folder) whose ingestion fills what the query reads: a run waits "
-        "until each has settled (passed or quarantined) every one of its partitions that starts in the run's "
-        "data interval, so a partition is never read half-delivered",
+        "until each has settled (passed or quarantined) every one of its partitions that can hold rows of the "
+        "run's data interval (those starting in it, and the one before), so an interval is never read "
+        "half-delivered",
     )
 
     @property
@@ -542,22 +543,57 @@ def load_specs(models_dir: Path, check: Callable[[ModelSpec, Path], None] | None
 
 
 def _check_upstreams(specs: list[ModelSpec], errors: list[ConfigError], paths: dict[str, Path]) -> SpecFolder:
-    """A spec whose ``source.after`` names no other loaded model of the folder is an error of its own."""
-    names = {spec.name for spec in specs}
-    kept = []
-    for spec in specs:
-        after = getattr(spec.source, "after", [])
-        unknown = [name for name in after if name not in names or name == spec.name]
-        if unknown:
-            errors.append(
-                ConfigError(
-                    f"{paths[spec.name]}: field 'source.after': {', '.join(map(repr, unknown))} is not another "
-                    f"model of {paths[spec.name].parent} that loads (models: {', '.join(sorted(names))})"
+    """A spec whose ``source.after`` names no other model of the folder that loads (itself, an unknown name, a
+    broken spec, or one dropped here in turn), or that waits on itself through others, is an error of its own."""
+    kept = list(specs)
+    while True:
+        names = {spec.name for spec in kept}
+        dropped = []
+        for spec in kept:
+            unknown = [name for name in _after(spec) if name not in names or name == spec.name]
+            if unknown:
+                where = paths[spec.name]
+                dropped.append(spec.name)
+                errors.append(
+                    ConfigError(
+                        f"{where}: field 'source.after': {', '.join(map(repr, unknown))} is not another model of "
+                        f"{where.parent} that loads (models: {', '.join(sorted(names - {spec.name}))})"
+                    )
                 )
-            )
-        else:
-            kept.append(spec)
-    return SpecFolder(kept, errors)
+            elif cycle := _cycle(spec.name, {s.name: _after(s) for s in kept}):
+                dropped.append(spec.name)
+                errors.append(
+                    ConfigError(
+                        f"{paths[spec.name]}: field 'source.after': the models wait on each other "
+                        f"({' -> '.join(cycle)}): none would ever read"
+                    )
+                )
+        if not dropped:
+            return SpecFolder(kept, errors)
+        kept = [spec for spec in kept if spec.name not in dropped]
+
+
+def _after(spec: ModelSpec) -> list[str]:
+    return list(getattr(spec.source, "after", []))
+
+
+def _cycle(start: str, after: dict[str, list[str]]) -> list[str] | None:
+    """A chain of ``after`` from ``start`` back to itself, if there is one."""
+    path, seen = [start], set()
+
+    def walk(name: str) -> list[str] | None:
+        for upstream in after.get(name, []):
+            if upstream == start:
+                return [*path, start]
+            if upstream not in seen:
+                seen.add(upstream)
+                path.append(upstream)
+                if found := walk(upstream):
+                    return found
+                path.pop()
+        return None
+
+    return walk(start)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -90,3 +90,34 @@ def test_after_must_name_another_model_of_the_folder(tmp_path):
     assert str(error).startswith(
         f"{tmp_path / 'orphan.yaml'}: field 'source.after': 'nope', 'orphan' is not another"
     )
+
+
+def test_a_chain_on_a_dropped_model_or_a_cycle_is_each_specs_own_error(tmp_path):
+    raw = yaml.safe_load(FLIGHTS.read_text())
+    source = {
+        "kind": "sql",
+        "conn_id": "airloop_warehouse",
+        "query": "SELECT * FROM flights_delay_batches WHERE time_hour >= :start AND time_hour < :end",
+    }
+
+    def write(name: str, after: list[str]) -> None:
+        (tmp_path / f"{name}.yaml").write_text(
+            yaml.safe_dump({**raw, "name": name, "source": {**source, "after": after}})
+        )
+
+    (tmp_path / "flights_delay.yaml").write_text(FLIGHTS.read_text())
+    write("orphan", ["nope"])  # unknown: dropped
+    write("on_orphan", ["orphan"])  # waits on a dropped model: dropped in turn
+    write("ping", ["pong"])
+    write("pong", ["ping"])  # a cycle: both dropped
+    write("fine", ["flights_delay"])
+    folder = load_specs(tmp_path)
+    assert [s.name for s in folder.specs] == ["fine", "flights_delay"]
+    errors = sorted(str(e) for e in folder.errors)
+    assert len(errors) == 4
+    assert any("on_orphan.yaml: field 'source.after': 'orphan' is not another model" in e for e in errors)
+    assert any(
+        "ping.yaml: field 'source.after': the models wait on each other (ping -> pong -> ping)" in e
+        for e in errors
+    )
+    assert any("pong.yaml" in e and "(pong -> ping -> pong)" in e for e in errors)

@@ -64,10 +64,31 @@ def test_monitor_runs_are_due_once_their_windows_are_validated_and_scored(follow
     row = {"alias": CHAMPION, ROW_INDEX: 0, "model": MODEL, "version": "1", "prediction": 1.0,
            "batch_checksum": "0" * 64, "scored_at": datetime.now(UTC)}  # fmt: skip
     with engine.begin() as conn:
-        conn.execute(table.insert(), [{**row, "partition": p} for p in weeks if p >= "2013-01-27"])
-    # 1 March: the weeks of 27 January to 17 February (up to the last Sunday, the 24th); 1 April: 3 to 24 March.
+        conn.execute(table.insert(), [{**row, "partition": p} for p in weeks if p >= "2013-01-20"])
+    # 1 March: the weeks of 20 January to 17 February (35 days up to the last Sunday, the 24th); 1 April: the
+    # weeks of 24 February to 24 March.
     assert follower._due_intervals() == [datetime(2013, 3, 1, tzinfo=UTC), datetime(2013, 4, 1, tzinfo=UTC)]
     follower.monitor_runs["2013-03-01T00:00:00+00:00"] = "run"
     assert follower._due_intervals() == [datetime(2013, 4, 1, tzinfo=UTC)]
     follower.until = date(2013, 3, 30)  # April's run is past the replay's end
     assert follower._due_intervals() == []
+
+
+def test_a_quarantined_partition_does_not_stop_the_monitoring_of_the_year(follower):
+    from dataclasses import replace
+
+    from airloop.store.ledger import QUARANTINED
+
+    engine = follower.ctx.warehouse
+    follower.until = date(2013, 3, 31)
+    follower.first_window_end = "2013-02-03"
+    weeks = [d.date().isoformat() for d in pd.date_range("2013-01-06", "2013-03-24", freq="7D")]
+    _settle(engine, MODEL, [w for w in weeks if w != "2013-02-10"])
+    entry = LedgerEntry(partition="2013-02-10", status=QUARANTINED, checksum="q" * 64)
+    record_batch(engine, MODEL, replace(entry, reason="a bad week"))
+    table = predictions_of(follower.ctx)
+    row = {"alias": CHAMPION, ROW_INDEX: 0, "model": MODEL, "version": "1", "prediction": 1.0,
+           "batch_checksum": "0" * 64, "scored_at": datetime.now(UTC)}  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{**row, "partition": p} for p in weeks if p not in ("2013-02-10",)])
+    assert follower._due_intervals() == [datetime(2013, 3, 1, tzinfo=UTC), datetime(2013, 4, 1, tzinfo=UTC)]

@@ -153,14 +153,16 @@ class Follower:
 
     def _due_intervals(self, *, require_scored: bool = True) -> list[datetime]:
         """Ends of the monitoring intervals after the first champion's window, up to the end of ``until``, whose
-        windows are validated and scored (``require_scored=False``: validated, their scoring maybe still to
-        come) and that have no monitor run yet."""
+        windows are settled (passed or quarantined) and whose validated partitions are scored
+        (``require_scored=False``: their scoring maybe still to come), and that have no monitor run yet."""
         from croniter import croniter
 
         spec, policy = self.ctx.spec, self.ctx.spec.monitoring
         if policy is None or self.first_window_end is None:
             return []
-        passed = set(self._passed())
+        entries = ledger_entries(self.ctx.warehouse, self.name)
+        settled = {e.partition for e in entries}
+        passed = {e.partition for e in entries if e.passed}
         table = predictions_of(self.ctx)
         horizon = datetime.combine(self.until, datetime.min.time(), UTC) + timedelta(days=1)
         ticks = croniter(
@@ -171,10 +173,13 @@ class Follower:
             if end.isoformat() in self.monitor_runs:
                 continue
             window = monitoring_window(end, policy.window_days, spec.schedule)
-            if not set(window.partitions) <= passed:
+            # Every partition of the window settled; the validated ones scored (a quarantined one never will be:
+            # the monitor runs on what was scored, as in production).
+            if not set(window.partitions) <= settled:
                 break
-            scored = scored_partitions(self.ctx.warehouse, table, window.partitions, CHAMPION)
-            if require_scored and scored != set(window.partitions):
+            validated = set(window.partitions) & passed
+            scored = scored_partitions(self.ctx.warehouse, table, sorted(validated), CHAMPION)
+            if require_scored and scored != validated:
                 break
             due.append(end)
         return due
