@@ -75,13 +75,18 @@ def chained(airflow_db, airloop_home, warehouse_url, catcher, tmp_path, monkeypa
     settings.cache_clear()
 
 
-def _ingest(models: Path, spec: dict, day: date) -> str:
-    (models / f"{MODEL}.yaml").write_text(json.dumps(spec, default=str))
+def _ingest_dag(models: Path, spec: dict):
+    """The ingest DAG of ``spec``, written to the models folder and parsed as the DAG processor would."""
+    (models / f"{spec['name']}.yaml").write_text(json.dumps(spec, default=str))
     settings.cache_clear()
     module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    dag = getattr(module, f"{MODEL}_ingest")
+    return getattr(module, f"{spec['name']}_ingest")
+
+
+def _ingest(models: Path, spec: dict, day: date) -> str:
+    dag = _ingest_dag(models, spec)
     assert "extract_batch" in dag.task_ids and "wait_for_partition" not in dag.task_ids
     logical = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     return dag.test(logical_date=logical).state
@@ -134,13 +139,7 @@ def _shipped(name: str, **source_changes) -> dict:
 
 
 def _run_week(models: Path, spec: dict) -> tuple[str, dict[str, str]]:
-    (models / f"{spec['name']}.yaml").write_text(json.dumps(spec, default=str))
-    settings.cache_clear()
-    module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    dag = getattr(module, f"{spec['name']}_ingest")
-    run = dag.test(logical_date=datetime(2013, 1, 13, tzinfo=UTC))
+    run = _ingest_dag(models, spec).test(logical_date=datetime(2013, 1, 13, tzinfo=UTC))
     return run.state, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
@@ -192,12 +191,7 @@ def test_the_shipped_monthly_model_derives_its_classes_in_the_query_and_passes_i
             )
             replace_partition(engine, upstream.spec, day_frame(day), entry)
     spec = _shipped("flights_delay_band", wait_timeout_minutes=0.02, poke_interval_seconds=0.2)
-    (chained / "flights_delay_band.yaml").write_text(json.dumps(spec, default=str))
-    settings.cache_clear()
-    module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    run = module.flights_delay_band_ingest.test(logical_date=datetime(2013, 2, 1, tzinfo=UTC))
+    run = _ingest_dag(chained, spec).test(logical_date=datetime(2013, 2, 1, tzinfo=UTC))
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
     ctx = ModelContext.load("flights_delay_band")
     [loaded] = ledger_entries(ctx.warehouse, ctx.name)
