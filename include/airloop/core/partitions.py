@@ -9,6 +9,7 @@ measured in time between partition starts, never by counting partitions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -44,12 +45,16 @@ def cron_of(schedule: str) -> str:
 
 
 @cache
+def _probe(schedule: str) -> tuple[datetime, ...]:
+    """The schedule's first 60 ticks after :data:`_PROBE`: what its spacing is read from."""
+    ticks = _ticks(schedule, _PROBE)
+    return tuple(next(ticks) for _ in range(60))
+
+
+@cache
 def key_format(schedule: str) -> str:
     """:data:`DAY_KEY` for a schedule whose runs are a day or more apart, :data:`MINUTE_KEY` otherwise."""
-    from croniter import croniter
-
-    ticks = croniter(cron_of(schedule), _PROBE)
-    times = [ticks.get_next(datetime) for _ in range(50)]
+    times = _probe(schedule)
     shortest = min(b - a for a, b in zip(times, times[1:], strict=False))
     return (
         DAY_KEY
@@ -61,10 +66,7 @@ def key_format(schedule: str) -> str:
 @cache
 def longest_interval(schedule: str) -> timedelta:
     """The longest data interval of ``schedule`` (over a probe of its next runs: 31 days for monthly)."""
-    from croniter import croniter
-
-    ticks = croniter(cron_of(schedule), _PROBE)
-    times = [ticks.get_next(datetime) for _ in range(60)]
+    times = _probe(schedule)
     return max(b - a for a, b in zip(times, times[1:], strict=False))
 
 
@@ -89,28 +91,31 @@ def last_boundary(schedule: str, moment: datetime) -> datetime:
 def complete_partitions(schedule: str, start: datetime, end: datetime) -> list[str]:
     """The keys of the partitions whose whole interval lies in ``[start, end]`` (each starts at or after
     ``start`` and its next tick is at or before ``end``), in order."""
-    from croniter import croniter
-
-    fmt = key_format(schedule)
-    ticks = croniter(cron_of(schedule), _utc(start) - timedelta(microseconds=1))
-    keys = []
-    moment = ticks.get_next(datetime)
-    while (following := ticks.get_next(datetime)) <= _utc(end):
-        keys.append(moment.astimezone(UTC).strftime(fmt))
+    fmt, ticks = key_format(schedule), _ticks(schedule, start)
+    keys, moment = [], next(ticks)
+    while (following := next(ticks)) <= _utc(end):
+        keys.append(moment.strftime(fmt))
         moment = following
     return keys
 
 
 def partitions_starting(schedule: str, start: datetime, end: datetime) -> list[str]:
     """The keys of the partitions whose intervals start in ``[start, end)``, in order."""
-    from croniter import croniter
-
-    fmt = key_format(schedule)
-    ticks = croniter(cron_of(schedule), _utc(start) - timedelta(microseconds=1))
-    keys = []
-    while (moment := ticks.get_next(datetime)) < _utc(end):
+    fmt, keys = key_format(schedule), []
+    for moment in _ticks(schedule, start):
+        if moment >= _utc(end):
+            return keys
         keys.append(moment.strftime(fmt))
     return keys
+
+
+def _ticks(schedule: str, start: datetime) -> Iterator[datetime]:
+    """The schedule's ticks at or after ``start``, in UTC, without end."""
+    from croniter import croniter
+
+    ticks = croniter(cron_of(schedule), _utc(start) - timedelta(microseconds=1))
+    while True:
+        yield ticks.get_next(datetime).astimezone(UTC)
 
 
 def next_partition(key: str, schedule: str) -> str:
