@@ -6,7 +6,7 @@ slot is held), or with a SQL source run the spec's query for the interval and ke
 validate it with the Great Expectations suite generated from the model's contract, then
 
 * **passed**: replace the day's partition in the warehouse in one transaction and record it in the batch ledger;
-  emits the Asset `airloop://<model>/batches`;
+  emits the Asset `x-airloop://<model>/batches`;
 * **failed**: keep the files as received in the quarantine folder with the validation result, record it, alert by
   email and Slack, and fail the run with the reason.
 

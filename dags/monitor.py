@@ -12,7 +12,7 @@ the `monitoring.window_days` complete days before the end of its interval.
    replaced on re-run). The drift decision applies the spec's policy: drifted share, quality drop, minimum rows.
    Skipped while there is no champion.
    The run stops here unless the window drifted (the summary goes on as the XCom `result`).
-2. **record_drift**: a drift event (status pending) for retraining; emits the Asset `airloop://<model>/drift`.
+2. **record_drift**: a drift event (status pending) for retraining; emits the Asset `x-airloop://<model>/drift`.
 3. **alert_drift**: e-mail and Slack with the drift share, the top drifted features, the quality change and
    links; a failed channel is retried alone and never undoes what was recorded.
 

@@ -1,7 +1,7 @@
 """
 ### `<model>_retrain`: close the loop
 
-Scheduled by the Asset `airloop://<model>/drift` (each monitor run that finds drift updates it) and, when the
+Scheduled by the Asset `x-airloop://<model>/drift` (each monitor run that finds drift updates it) and, when the
 spec sets `monitoring.max_champion_age_days`, also on the model's `schedule`, to check the champion's age.
 
 1. **wait_for_drift**: a deferrable sensor (it waits in the triggerer, holding no worker slot) for a retrain to be

@@ -1,7 +1,7 @@
 """
 ### `<model>_score`: batch predictions with the champion, and the challenger in shadow
 
-Runs when ingestion emits the Asset `airloop://<model>/batches` (several loads may trigger one run); a manual run
+Runs when ingestion emits the Asset `x-airloop://<model>/batches` (several loads may trigger one run); a manual run
 may name `partitions` instead (re-scoring, backfill).
 
 1. **partitions_to_score**: every validated partition the champion has not scored in its current content (those

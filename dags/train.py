@@ -16,7 +16,7 @@ the search from the champion's parameters, with `training.search.retrain_trials`
 3. **approve_promotion** (only when the policy says `approval: manual`): a human approves or rejects in the
    Airflow UI (Required actions); a rejection, or no answer in 3 days, is recorded as a refused promotion.
 4. **promote_champion**: alias `champion` moves to the challenger, the old one keeps `previous`; refused if the
-   champion changed since the decision. Emits the Asset `airloop://<model>/champion`.
+   champion changed since the decision. Emits the Asset `x-airloop://<model>/champion`.
 
 Generated from `config/models/<model>.yaml` for every spec with a `training` section.
 """

@@ -112,7 +112,7 @@ def test_ingest_dag_shape(dagbag):
     assert sensor.retries >= 1
     assert set(dag.get_task("validate_batch").downstream_task_ids) == {"load_batch", "quarantine_batch"}
     load = dag.get_task("load_batch")
-    assert [o.uri for o in load.outlets] == ["airloop://flights_delay/batches"]
+    assert [o.uri for o in load.outlets] == ["x-airloop://flights_delay/batches"]
 
 
 def test_a_chained_sql_model_waits_for_its_upstream_then_runs_its_query(dagbag):
@@ -134,7 +134,7 @@ def test_train_dag_shape(dagbag):
     order = ["train_challenger", "evaluate_gate", "promote_champion"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    assert [o.uri for o in dag.get_task("promote_champion").outlets] == ["airloop://flights_delay/champion"]
+    assert [o.uri for o in dag.get_task("promote_champion").outlets] == ["x-airloop://flights_delay/champion"]
     assert "window_end" in dag.params
 
 
@@ -167,7 +167,7 @@ def test_retrain_dag_shape(dagbag):
     dag = dagbag.dags["flights_delay_retrain"]
     # No age cap in the shipped spec: the drift Asset alone schedules it.
     assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    assert _asset_uris(dag.timetable.asset_condition) == ["airloop://flights_delay/drift"]
+    assert _asset_uris(dag.timetable.asset_condition) == ["x-airloop://flights_delay/drift"]
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert sorted(t.task_id for t in dag.tasks) == sorted(RETRAIN_TASKS)
     assert dag.get_task("wait_for_drift").downstream_task_ids == {"retrain", "record_outcome"}
@@ -184,7 +184,7 @@ def test_retrain_dag_with_an_age_cap_also_runs_on_the_model_schedule():
     capped, plain = retrain_dag(spec), retrain_dag(_capped_spec(None))
     timetable = capped.timetable
     assert type(timetable).__name__ == "AssetOrTimeSchedule"
-    assert _asset_uris(timetable.asset_condition) == ["airloop://flights_delay/drift"]
+    assert _asset_uris(timetable.asset_condition) == ["x-airloop://flights_delay/drift"]
     assert type(timetable.timetable).__name__ == "CronTriggerTimetable"
     assert timetable.timetable.expression == CronTriggerTimetable(spec.schedule, timezone="UTC").expression
     assert type(plain.timetable).__name__ == "AssetTriggeredTimetable"

@@ -132,7 +132,7 @@ def _drift_asset_events(dag_run) -> list[dict]:
         query = (
             sa.select(AssetEvent)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == f"airloop://{MODEL}/drift", AssetEvent.source_run_id == dag_run.run_id)
+            .where(AssetModel.uri == f"x-airloop://{MODEL}/drift", AssetEvent.source_run_id == dag_run.run_id)
         )
         return [dict(event.extra) for event in session.scalars(query)]
 

@@ -145,7 +145,7 @@ def _champion_events(dag_run) -> list:
             sa.select(AssetEvent)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(
-                AssetModel.uri == f"airloop://{MODEL}/champion", AssetEvent.source_run_id == dag_run.run_id
+                AssetModel.uri == f"x-airloop://{MODEL}/champion", AssetEvent.source_run_id == dag_run.run_id
             )
         )
         return [dict(event.extra) for event in session.scalars(query)]

@@ -1,7 +1,8 @@
 """What every airloop DAG file shares at parse time: the specs, default arguments (with the failure alert) and
 the timetables. What tasks do when they run is :mod:`airloop.airflow.tasks`.
 
-Cheap at parse time: reads YAML specs, touches no database, connection or tracking server.
+Cheap at parse time: reads YAML specs (through the state folder's cache of parsed YAML), touches no database,
+connection or tracking server.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class FailureAlert(BaseNotifier):
     """Alerts the model's channels (e-mail, Slack) when a task fails for good, its retries used up.
 
     The on-failure callback of every airloop task (see :func:`default_args`). Building it at parse time costs
-    nothing: the alerting code, the providers' notifiers and the connections are loaded only when it fires.
+    nothing: the providers' notifiers and the connections are loaded only when it fires.
     """
 
     def __init__(self, *, model: str) -> None:
@@ -47,7 +48,8 @@ def model_specs(namespace: dict[str, Any]) -> list[ModelSpec]:
     through a placeholder DAG put in ``namespace`` (the DAG file's globals) whose timetable refuses validation:
     the DAG bag records the error and keeps every other DAG of the file.
     """
-    folder = load_model_specs(settings().models_dir)
+    config = settings()
+    folder = load_model_specs(config.models_dir, cache_dir=config.cache_dir / "specs")
     if folder.errors:
         namespace["airloop_broken_specs"] = broken_specs_dag(folder.errors)
     return folder.specs

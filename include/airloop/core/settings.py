@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from airloop.core.errors import ConfigError
+from airloop.core.yaml_cache import load_yaml
 
 #: The repository (or install) root: the folder holding ``config/``. Override with ``AIRLOOP_ROOT``.
 _DEFAULT_ROOT = Path(__file__).resolve().parents[3]
@@ -83,11 +84,13 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     root = Path(env.get("AIRLOOP_ROOT", _DEFAULT_ROOT)).resolve()
     path = config_file or Path(env.get("AIRLOOP_CONFIG", root / "config" / "airloop.yaml"))
     try:
-        raw: dict[str, Any] = yaml.safe_load(Path(path).read_text()) or {}
+        raw: dict[str, Any] = load_yaml(Path(path).read_bytes(), cache_dir=None) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: settings file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: settings must be a mapping of keys, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")

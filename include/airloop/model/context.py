@@ -25,9 +25,10 @@ def load_model_spec(path: Path) -> ModelSpec:
     return spec
 
 
-def load_model_specs(models_dir: Path) -> SpecFolder:
-    """Every spec of a models folder, each on its own (see :func:`airloop.core.spec.load_specs`)."""
-    return load_specs(models_dir, check=check_spec)
+def load_model_specs(models_dir: Path, cache_dir: Path | None = None) -> SpecFolder:
+    """Every spec of a models folder, each on its own (see :func:`airloop.core.spec.load_specs`); with
+    ``cache_dir``, the YAML of specs read before is not parsed again (:mod:`airloop.core.yaml_cache`)."""
+    return load_specs(models_dir, check=check_spec, cache_dir=cache_dir)
 
 
 @dataclass(frozen=True, eq=False)

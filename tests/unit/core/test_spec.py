@@ -107,7 +107,7 @@ def test_shipped_specs_are_valid():
         "very_late",
     ]
     spec = specs["flights_delay"]
-    assert spec.batches_asset == "airloop://flights_delay/batches"
+    assert spec.batches_asset == "x-airloop://flights_delay/batches"
     assert spec.contract.column("carrier").allowed
     assert spec.alerts.email is not None and spec.alerts.slack is not None
 

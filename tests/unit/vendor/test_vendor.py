@@ -216,7 +216,7 @@ def test_mlflow_logs_the_warehouse_source_and_its_dict_round_trips(tracking, tmp
     from airloop.vendor.mlflow import WAREHOUSE_SOURCE_TYPE, warehouse_source, warehouse_source_class
 
     source = warehouse_source(
-        uri="airloop://flights_delay/batches?partitions=2013-01-01..2013-01-07",
+        uri="x-airloop://flights_delay/batches?partitions=2013-01-01..2013-01-07",
         table="flights_delay_batches",
         partitions="2013-01-01..2013-01-07",
         ledger_digest="ab" * 32,
