@@ -191,9 +191,30 @@ def _apply_additive(conn: Connection, table: sa.Table) -> list[str]:
 @contextmanager
 def _schema_lock(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that holds the warehouse's schema lock; commits when the block ends."""
+    with _locked_transaction(engine, _LOCK_KEY) as conn:  # PostgreSQL's DDL is transactional: all or nothing
+        yield conn
+
+
+@contextmanager
+def partition_transaction(engine: Engine, model: str, partition: str) -> Iterator[Connection]:
+    """A transaction that holds the lock of one partition of ``model``: loads, quarantines and ledger writes of
+    the same partition run one at a time, each seeing what the one before committed. Commits when the block ends.
+
+    PostgreSQL: a transaction-scoped advisory lock keyed by the model and the partition (other partitions load
+    in parallel). SQLite: the database's write lock, taken at the start (SQLite has one writer at a time anyway;
+    taking it first means a second writer waits for the whole replacement, never interleaves with it).
+    """
+    digest = hashlib.sha256(f"airloop.partition\0{model}\0{partition}".encode()).digest()
+    with _locked_transaction(engine, int.from_bytes(digest[:8], "big", signed=True)) as conn:
+        yield conn
+
+
+@contextmanager
+def _locked_transaction(engine: Engine, key: int) -> Iterator[Connection]:
+    """A connection in a transaction holding PostgreSQL's advisory lock ``key`` (SQLite: its write lock)."""
     if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:  # PostgreSQL's DDL is transactional: all or nothing
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             yield conn
         return
     with engine.connect() as conn:

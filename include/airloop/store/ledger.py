@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from airloop.core.spec import ColumnSpec, ModelSpec
+from airloop.store.db import partition_transaction
 from airloop.store.schema import BATCH_CHECKSUM, LOADED_AT, PARTITION, ROW, batches_table, ledger
 
 if TYPE_CHECKING:
@@ -78,14 +79,16 @@ def latest_passed_partition(engine: Engine, model: str) -> str | None:
 
 
 def record_batch(engine: Engine, model: str, entry: LedgerEntry) -> None:
-    """Record a delivery in the ledger without touching the batch table (e.g. a quarantined one)."""
-    with engine.begin() as conn:
+    """Record a delivery in the ledger without touching the batch table (e.g. a quarantined one), under the
+    partition's lock (see :func:`airloop.store.db.partition_transaction`)."""
+    with partition_transaction(engine, model, entry.partition) as conn:
         _upsert(conn, model, entry)
 
 
 def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entry: LedgerEntry) -> int:
     """Replace a partition's rows with ``frame`` (each row's ``_row`` its position in it) and record ``entry``,
-    in one transaction; returns the rows written."""
+    in one transaction holding the partition's lock (:func:`airloop.store.db.partition_transaction`): two loads
+    of one partition never interleave, the second replaces the first whole. Returns the rows written."""
     table = batches_table(spec)
     rows = _records(frame, spec)
     loaded_at = datetime.now(UTC)
@@ -93,7 +96,7 @@ def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entr
         row.update(
             {PARTITION: entry.partition, ROW: position, BATCH_CHECKSUM: entry.checksum, LOADED_AT: loaded_at}
         )
-    with engine.begin() as conn:
+    with partition_transaction(engine, spec.name, entry.partition) as conn:
         conn.execute(table.delete().where(table.c[PARTITION] == entry.partition))
         if rows:
             conn.execute(table.insert(), rows)
