@@ -156,3 +156,49 @@ def sa_has_rows(engine, spec) -> bool:
         return False
     with engine.connect() as conn:
         return conn.execute(sa.text(f"select count(*) from {spec.batches_table}")).scalar_one() > 0
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delivery", ["link_to_valid_file", "link_to_system_file", "nested_folder", "fifo"])
+def test_the_landing_folder_is_a_boundary(env, tmp_path, delivery):
+    """Links are never followed (a valid day outside the landing folder is not loaded, a system file not read),
+    a nested folder is not read and a FIFO does not block the reader: each delivery is quarantined, kept as it
+    was received (a link as a link), with a reason naming the entry."""
+    import os
+
+    config, spec, engine, catcher = env
+    folder = _landing(config) / "date=2013-01-02"
+    folder.mkdir(parents=True)
+    if delivery == "link_to_valid_file":
+        outside = write_partition(day_frame(DAY), tmp_path / "elsewhere", DAY) / "flights.parquet"
+        os.symlink(outside, folder / "flights.parquet")
+        expected, target = "flights.parquet: a symbolic link", str(outside)
+    elif delivery == "link_to_system_file":
+        os.symlink("/etc/passwd", folder / "flights.csv")
+        expected, target = (
+            "flights.csv: a symbolic link (to /etc/passwd); links are not followed",
+            "/etc/passwd",
+        )
+    elif delivery == "nested_folder":
+        write_partition(day_frame(DAY), folder, DAY)  # folder/date=2013-01-02/flights.parquet
+        expected, target = "date=2013-01-02: a folder; files in nested folders are not read", None
+    else:
+        os.mkfifo(folder / "flights.csv")
+        expected, target = "flights.csv: not a regular file", None
+
+    assert _run(DAY) == "failed"
+    row = _ledger(engine)["2013-01-02"]
+    assert row.status == "quarantined" and expected in row.reason
+    assert not sa_has_rows(engine, spec)
+    kept = Path(row.quarantine_path)
+    (entry,) = [p for p in folder.iterdir()]
+    copy = kept / entry.name
+    if target is not None:
+        assert copy.is_symlink() and os.readlink(copy) == target
+    elif delivery == "nested_folder":
+        inner = "flights.parquet"
+        assert (copy / inner).read_bytes() == (entry / inner).read_bytes()
+    else:
+        assert not copy.exists()
+        assert "flights.csv: not a regular file, not kept" in (kept / "verdict.json").read_text()
+    assert len(catcher.emails()) == 1

@@ -13,7 +13,7 @@ from airloop.core.contracts import Loaded, Quarantined, Verdict
 from airloop.core.errors import SourceError
 from airloop.core.events import QuarantinePayload
 from airloop.core.files import write_json
-from airloop.ingest.landing import PartitionFiles, file_problems, find_partition, read_partition
+from airloop.ingest.landing import PartitionFiles, file_problems, find_partition, keep_entry, read_partition
 from airloop.ingest.validation import outcome_from_failures, validate_frame
 from airloop.model.context import ModelContext
 from airloop.store.db import sync_table
@@ -81,12 +81,11 @@ def quarantine_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | N
     landed = _unchanged_since_validation(ctx.landing, verdict)
     target = ctx.quarantine / f"date={partition}" / verdict.checksum[:12]
     target.mkdir(parents=True, exist_ok=True)
-    for file in landed.files:
-        shutil.copy2(file, target / file.name)
+    not_kept = [why for file in landed.files if (why := keep_entry(file, target / file.name)) is not None]
     result_path = verdict.validation_result_path
     if result_path and Path(result_path).is_file():
         shutil.copy2(result_path, target / "validation_result.json")
-    write_json(target / "verdict.json", {**verdict.to_json(), "reason": verdict.reason})
+    write_json(target / "verdict.json", {**verdict.to_json(), "reason": verdict.reason, "not_kept": not_kept})
     entry = _ledger_entry(verdict, QUARANTINED, run_id=run_id, quarantine_path=str(target))
     record_batch(ctx.warehouse, ctx.name, entry)
     record_event(

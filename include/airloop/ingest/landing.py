@@ -1,7 +1,9 @@
 """Reading a landed partition: ``<landing_dir>/<model>/date=YYYY-MM-DD/*.parquet|*.csv``.
 
 File-level checks (format, size, readability) happen here, before Great Expectations sees the rows; each problem
-names the file.
+names the file. The landing folder is a boundary: symbolic links are never followed (a link to a file elsewhere,
+or to a system file, is reported, not read), and nested folders, special files (a FIFO would block a reader) and
+unreadable files are problems of the delivery, quarantined with their reason, never a crash.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +32,13 @@ class PartitionFiles:
 
     partition: str
     directory: Path
+    #: Every entry of the folder as received (hidden and ``_`` names aside): data files, and whatever else was
+    #: delivered (links, folders), which ``problems`` then names.
     files: tuple[Path, ...]
     checksum: str
     total_bytes: int
+    #: What is wrong with entries that are not readable regular files, one line each, naming the entry.
+    problems: tuple[str, ...] = ()
 
 
 def partition_dir(landing: Path, partition: str) -> Path:
@@ -40,29 +47,103 @@ def partition_dir(landing: Path, partition: str) -> Path:
 
 
 def find_partition(landing: Path, partition: str) -> PartitionFiles:
-    """List a partition's files (hidden files and folders ignored) and fingerprint their content."""
+    """List a partition's entries (hidden ones aside) and fingerprint them, following no link.
+
+    A regular file counts by its name and bytes; a link by its target's name (never its content), a folder by the
+    names, sizes and times of what it holds, an unreadable file by its size and time: the fingerprint still
+    changes when any of them does.
+    """
     directory = partition_dir(landing, partition)
+    if directory.is_symlink():
+        target = os.readlink(directory)
+        digest = hashlib.sha256(b"link\0" + os.fsencode(target)).hexdigest()
+        problem = f"partition folder {directory} is a symbolic link (to {target}); links are not followed"
+        return PartitionFiles(partition, directory, (), digest, 0, (problem,))
     if not directory.is_dir():
         raise SourceError(f"partition {partition}: folder {directory} does not exist")
-    files = tuple(sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((".", "_"))))
+    entries = tuple(sorted(p for p in directory.iterdir() if not p.name.startswith((".", "_"))))
     digest = hashlib.sha256()
     total = 0
-    for file in files:
-        digest.update(file.name.encode() + b"\0")
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-                total += len(chunk)
-    return PartitionFiles(partition, directory, files, digest.hexdigest(), total)
+    problems = []
+    for entry in entries:
+        digest.update(entry.name.encode() + b"\0")
+        mode = entry.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            target = os.readlink(entry)
+            digest.update(b"link\0" + os.fsencode(target))
+            problems.append(f"{entry.name}: a symbolic link (to {target}); links are not followed")
+        elif stat.S_ISDIR(mode):
+            digest.update(b"folder\0" + _listing(entry))
+            problems.append(f"{entry.name}: a folder; files in nested folders are not read")
+        elif not stat.S_ISREG(mode):
+            digest.update(b"special\0")
+            problems.append(f"{entry.name}: not a regular file")
+        else:
+            try:
+                with entry.open("rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+                        total += len(chunk)
+            except OSError as exc:
+                info = entry.lstat()
+                digest.update(f"unreadable\0{info.st_size}\0{info.st_mtime_ns}".encode())
+                problems.append(f"file {entry.name}: cannot be read: {exc.strerror or exc}")
+    return PartitionFiles(partition, directory, entries, digest.hexdigest(), total, tuple(problems))
+
+
+def _listing(folder: Path) -> bytes:
+    """What a folder holds, as names, kinds, sizes and times, recursively, following no link."""
+    lines = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names) + dirs:
+            info = os.lstat(os.path.join(root, name))
+            where = os.path.relpath(os.path.join(root, name), folder)
+            lines.append(f"{where}\0{stat.S_IFMT(info.st_mode)}\0{info.st_size}\0{info.st_mtime_ns}")
+    return "\n".join(lines).encode()
+
+
+def keep_entry(entry: Path, target: Path) -> str | None:
+    """Copy one received entry to ``target`` as it was received: a file byte for byte, a link as a link (never
+    what it points to), a folder with everything in it (links kept as links). Returns why it could not be kept
+    (an unreadable file, a special file), or None. Copying again over an earlier copy gives the same result."""
+    mode = entry.lstat().st_mode
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if stat.S_ISLNK(mode):
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            os.symlink(os.readlink(entry), target)
+        elif stat.S_ISDIR(mode):
+            # Copied beside the target, then swapped in: an earlier copy (the same delivery quarantined again)
+            # is replaced whole, and no half copy is ever left under the target's name.
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                shutil.copytree(entry, staging / "copy", symlinks=True)
+                if target.exists():
+                    shutil.rmtree(target)
+                (staging / "copy").rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        elif stat.S_ISREG(mode):
+            shutil.copy2(entry, target)
+        else:
+            return f"{entry.name}: not a regular file, not kept"
+    except (OSError, shutil.Error) as exc:
+        return f"{entry.name}: not kept: {exc}"
+    return None
 
 
 def file_problems(spec: ModelSpec, landed: PartitionFiles) -> list[str]:
-    """File-level contract violations: no data file, unsupported format, empty or oversized file."""
-    if not landed.files:
+    """File-level contract violations: what the landing boundary refused (links, folders, unreadable files), no
+    data file, unsupported format, empty or oversized file."""
+    if not landed.files and not landed.problems:
         return [f"partition folder {landed.directory} holds no data file"]
-    problems = []
+    problems = list(landed.problems)
     limit = int(spec.source.max_file_mb * 1024 * 1024)
     for file in landed.files:
+        if not stat.S_ISREG(file.lstat().st_mode):
+            continue  # named in landed.problems
         fmt = _SUFFIXES.get(file.suffix.lower())
         size = file.stat().st_size
         if fmt is None or fmt not in spec.source.formats:
@@ -140,9 +221,13 @@ def land_frame(frame: pd.DataFrame, landing: Path, partition: str, name: str, fm
 
 
 def is_landed(landing: Path, partition: str) -> bool:
-    """Whether a partition's folder exists and holds at least one file (hidden and ``_`` files aside)."""
+    """Whether a partition's folder holds at least one entry (hidden and ``_`` names aside): a data file, or
+    anything else that was delivered, which validation then quarantines (a link, a folder) rather than waiting
+    for it. A partition folder that is itself a link counts as landed too, for the same reason."""
     directory = partition_dir(landing, partition)
+    if directory.is_symlink():
+        return True
     try:
-        return any(p.is_file() and not p.name.startswith((".", "_")) for p in directory.iterdir())
+        return any(not p.name.startswith((".", "_")) for p in directory.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return False

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from airloop.core.errors import SourceError
 from airloop.core.spec import load_spec
-from airloop.ingest.landing import file_problems, find_partition, is_landed, read_partition
+from airloop.ingest.landing import file_problems, find_partition, is_landed, keep_entry, read_partition
 from airloop.local.demo.replay import day_frame, write_partition
 
 pytestmark = pytest.mark.unit
@@ -96,3 +97,56 @@ def test_csv_text_column_that_is_all_empty_stays_text(tmp_path, spec):
     (folder / "a.csv").write_text("tailnum,month\n,1\n,2\n")
     frame, _ = read_partition(spec, find_partition(tmp_path, "2013-01-01"))
     assert frame["tailnum"].dtype == object and frame["month"].dtype == "int64"
+
+
+def test_a_partition_folder_that_is_a_link_is_landed_but_not_followed(tmp_path, spec):
+    real = write_partition(day_frame(date(2013, 1, 1)), tmp_path / "elsewhere", date(2013, 1, 1))
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "date=2013-01-01").symlink_to(real)
+    landed = find_partition(tmp_path / "landing", "2013-01-01")
+    assert is_landed(tmp_path / "landing", "2013-01-01")
+    assert landed.files == () and landed.total_bytes == 0
+    assert file_problems(spec, landed) == [
+        f"partition folder {tmp_path / 'landing' / 'date=2013-01-01'} is a symbolic link (to {real}); "
+        "links are not followed"
+    ]
+
+
+def test_a_link_counts_by_its_target_name_never_its_content(tmp_path):
+    folder = tmp_path / "date=2013-01-01"
+    folder.mkdir()
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    (folder / "flights.csv").symlink_to(tmp_path / "a.csv")
+    first = find_partition(tmp_path, "2013-01-01")
+    (tmp_path / "a.csv").write_text("x\n2\n")  # the content behind the link changes: not read, not counted
+    assert find_partition(tmp_path, "2013-01-01").checksum == first.checksum
+    (folder / "flights.csv").unlink()
+    (folder / "flights.csv").symlink_to(tmp_path / "b.csv")  # the link itself changes
+    assert find_partition(tmp_path, "2013-01-01").checksum != first.checksum
+    assert first.total_bytes == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
+def test_an_unreadable_file_is_a_problem_not_a_crash(tmp_path, spec):
+    folder = write_partition(day_frame(date(2013, 1, 1)), tmp_path, date(2013, 1, 1), "csv")
+    (folder / "flights.csv").chmod(0)
+    try:
+        landed = find_partition(tmp_path, "2013-01-01")
+        assert file_problems(spec, landed) == ["file flights.csv: cannot be read: Permission denied"]
+        assert keep_entry(folder / "flights.csv", tmp_path / "kept.csv").startswith("flights.csv: not kept")
+    finally:
+        (folder / "flights.csv").chmod(0o644)
+
+
+def test_keeping_an_entry_again_gives_the_same_copy(tmp_path):
+    source = tmp_path / "in"
+    (source / "part").mkdir(parents=True)
+    (source / "part" / "a.bin").write_bytes(b"\x00\x01")
+    (source / "part" / "link").symlink_to("/etc/passwd")
+    (source / "link").symlink_to("/etc/hostname")
+    for _ in range(2):
+        assert keep_entry(source / "part", tmp_path / "out" / "part") is None
+        assert keep_entry(source / "link", tmp_path / "out" / "link") is None
+    assert (tmp_path / "out" / "part" / "a.bin").read_bytes() == b"\x00\x01"
+    assert os.readlink(tmp_path / "out" / "part" / "link") == "/etc/passwd"
+    assert os.readlink(tmp_path / "out" / "link") == "/etc/hostname"
