@@ -202,3 +202,21 @@ def test_the_landing_folder_is_a_boundary(env, tmp_path, delivery):
         assert not copy.exists()
         assert "flights.csv: not a regular file, not kept" in (kept / "verdict.json").read_text()
     assert len(catcher.emails()) == 1
+
+
+def test_a_nul_character_is_a_validation_failure_naming_column_and_row_on_every_warehouse(env):
+    config, spec, engine, catcher = env
+    frame = day_frame(DAY)
+    frame["tailnum"] = frame["tailnum"].astype(object)
+    frame.loc[7, "tailnum"] = "N12\x0034"
+    folder = write_partition(frame, _landing(config), DAY)
+
+    assert _run(DAY) == "failed"
+    row = _ledger(engine)["2013-01-02"]
+    assert row.status == "quarantined"
+    assert "column 'tailnum': 1 value(s) hold a NUL character, which the warehouse cannot store (_row 7)" in (
+        row.reason
+    )
+    kept = Path(row.quarantine_path) / "flights.parquet"
+    assert kept.read_bytes() == (folder / "flights.parquet").read_bytes()
+    assert not sa_has_rows(engine, spec)
