@@ -111,5 +111,5 @@ def ingest_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-for _spec in dagkit.model_specs(globals()):
+for _spec in dagkit.model_specs(globals(), "ingest"):
     globals()[f"{_spec.name}_ingest"] = ingest_dag(_spec)

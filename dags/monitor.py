@@ -67,6 +67,6 @@ def monitor_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-for _spec in dagkit.model_specs(globals()):
+for _spec in dagkit.model_specs(globals(), "monitor"):
     if _spec.monitoring is not None:
         globals()[f"{_spec.name}_monitor"] = monitor_dag(_spec)

@@ -98,6 +98,6 @@ def _schedule(spec: ModelSpec) -> list[Asset] | AssetOrTimeSchedule:
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=drift)
 
 
-for _spec in dagkit.model_specs(globals()):
+for _spec in dagkit.model_specs(globals(), "retrain"):
     if _spec.training is not None and _spec.monitoring is not None:
         globals()[f"{_spec.name}_retrain"] = retrain_dag(_spec)

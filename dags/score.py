@@ -69,6 +69,6 @@ def score_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-for _spec in dagkit.model_specs(globals()):
+for _spec in dagkit.model_specs(globals(), "score"):
     if _spec.training is not None:
         globals()[f"{_spec.name}_score"] = score_dag(_spec)

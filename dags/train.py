@@ -92,6 +92,6 @@ def train_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-for _spec in dagkit.model_specs(globals()):
+for _spec in dagkit.model_specs(globals(), "train"):
     if _spec.training is not None:
         globals()[f"{_spec.name}_train"] = train_dag(_spec)

@@ -56,8 +56,8 @@ print(json.dumps({"calls": calls, "seconds": elapsed, "dags": dags, "imported": 
 """
 
 
-def _probe(path: Path) -> dict:
-    env = {**os.environ, "AIRLOOP_WAREHOUSE_URL": "postgresql://nobody@192.0.2.1:1/unreachable"}
+def _probe(path: Path, **extra_env: str) -> dict:
+    env = {**os.environ, "AIRLOOP_WAREHOUSE_URL": "postgresql://nobody@192.0.2.1:1/unreachable", **extra_env}
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, str(path)],
         capture_output=True,
@@ -78,6 +78,19 @@ def test_parse_does_no_work(path: Path):
     heavy = [m for m in result["imported"] if m.split(".")[0] in HEAVY or m in HEAVY]
     assert heavy == [], f"{path.name} imports heavy modules at parse time: {heavy[:10]}"
     print(f"{path.name}: parsed in {result['seconds']:.3f} s (airflow.sdk already imported)")
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
+def test_a_task_process_builds_only_the_dag_it_runs(path: Path):
+    """Airflow's parsing context (set when a task process parses the file) names the DAG: the file builds that
+    DAG alone; the DAG processor (no context) builds every model's."""
+    stage = path.stem
+    everything = _probe(path)["dags"]
+    models = [dag_id.removesuffix(f"_{stage}") for dag_id in everything]
+    assert len(models) >= 2, f"{path.name}: the shipped models give more than one {stage} DAG"
+    chosen = everything[-1]
+    only = _probe(path, _AIRFLOW_PARSING_CONTEXT_DAG_ID=chosen, _AIRFLOW_PARSING_CONTEXT_TASK_ID="t")
+    assert only["dags"] == [chosen]
 
 
 @pytest.fixture(scope="module")

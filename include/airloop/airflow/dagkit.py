@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, get_parsing_context
 from airflow.sdk.bases.notifier import BaseNotifier
 from airflow.sdk.bases.timetable import BaseTimetable
 from airflow.sdk.exceptions import AirflowTimetableInvalid
@@ -41,18 +41,25 @@ class FailureAlert(BaseNotifier):
         alert_task_failure(ModelContext.load(self.model), context)
 
 
-def model_specs(namespace: dict[str, Any]) -> list[ModelSpec]:
-    """Every spec of the configured models folder that loads; a broken one does not hide the others.
+def model_specs(namespace: dict[str, Any], stage: str) -> list[ModelSpec]:
+    """The specs whose ``<model>_<stage>`` DAG this parse builds: every spec of the configured models folder that
+    loads (a broken one does not hide the others), or, when a task process parses the file to run one DAG's task
+    (Airflow's parsing context names that DAG), only that DAG's spec: the other models' DAGs would be built for
+    nothing, at every task start (Airflow's documented use of ``get_parsing_context``).
 
     The specs that fail to load are reported as this DAG file's import error (each naming its file and field),
     through a placeholder DAG put in ``namespace`` (the DAG file's globals) whose timetable refuses validation:
-    the DAG bag records the error and keeps every other DAG of the file.
+    the DAG bag records the error and keeps every other DAG of the file. Every spec is loaded either way: a chain
+    of models (``source.after``) is checked across the folder.
     """
     config = settings()
     folder = load_model_specs(config.models_dir, cache_dir=config.cache_dir / "specs")
     if folder.errors:
         namespace["airloop_broken_specs"] = broken_specs_dag(folder.errors)
-    return folder.specs
+    running = get_parsing_context().dag_id
+    if running is None:
+        return folder.specs
+    return [spec for spec in folder.specs if f"{spec.name}_{stage}" == running]
 
 
 class BrokenSpecs(BaseTimetable):
