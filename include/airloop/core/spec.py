@@ -48,10 +48,18 @@ class ColumnSpec(_Strict):
     mostly: float = Field(
         default=1.0, gt=0, le=1, description="share of non-null rows that must meet min/max/allowed"
     )
+    max_null_share: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="the largest share of a batch's rows that may be null (a nullable column; none: any share)",
+    )
     description: str = ""
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ColumnSpec:
+        if self.max_null_share is not None and not self.nullable:
+            raise ValueError("max_null_share applies to a nullable column (nullable: false allows no null)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "number"):

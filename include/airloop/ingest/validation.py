@@ -211,6 +211,8 @@ def _column_expectations(gx_: SimpleNamespace, column: ColumnSpec) -> list[Any]:
     ]
     if not column.nullable:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
+    elif column.max_null_share is not None:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=1 - column.max_null_share))
     if column.min is not None or column.max is not None:
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
@@ -307,7 +309,11 @@ def _describe(item: dict[str, Any]) -> str:
             return f"{where}type object, expected string ({count} value(s) not str{_examples(details)})"
         return f"{where}type object, expected {expected}{_examples(details)}"
     if kind == _NOT_NULL_CHECK:
-        return f"{where}{count} null value(s)"
+        mostly = kwargs.get("mostly")
+        if mostly is None or mostly >= 1:
+            return f"{where}{count} null value(s)"
+        share = details.get("unexpected_percent") or 0.0
+        return f"{where}{count} null value(s) ({share:.2f}% of rows; at most {(1 - mostly) * 100:.2f}% allowed)"
     if kind == _RANGE_CHECK:
         bounds = _bounds(kwargs.get("min_value"), kwargs.get("max_value"))
         return f"{where}{count} value(s) outside {bounds}{_share(kwargs, details)}{_examples(details)}"

@@ -298,3 +298,45 @@ def test_data_docs_publishing_is_left_to_the_process_holding_the_lock(spec, tmp_
     assert [p.split("/")[2] for p in pages] == ["2013-01-05", "2013-01-06"]
     index = (docs / "index.html").read_text()
     assert all(page in index for page in pages)
+
+
+def _with_null_share(max_null_share: float) -> ModelSpec:
+    raw = _spec().model_dump()
+    raw["contract"]["columns"][3]["max_null_share"] = max_null_share
+    return ModelSpec.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("null_rows", "passes"),
+    [([], True), ([0, 1, 2], True), ([0, 1, 2, 3], False), (list(range(10)), False)],
+    ids=["none", "30%-of-30%", "40%-too-many", "all-null-target"],
+)
+def test_max_null_share_bounds_the_nulls_of_a_nullable_column(tmp_path, null_rows, passes):
+    frame = _frame()
+    frame.loc[null_rows, "arr_delay"] = np.nan
+    outcome = _validate(frame, _with_null_share(0.3), tmp_path)
+    assert outcome.passed is passes, outcome.reason
+    if not passes:
+        share = 100 * len(null_rows) / len(frame)
+        assert (
+            f"column 'arr_delay': {len(null_rows)} null value(s) ({share:.2f}% of rows; at most 30.00% allowed)"
+            in outcome.failures
+        )
+
+
+def test_max_null_share_needs_a_nullable_column():
+    raw = _spec().model_dump()
+    raw["contract"]["columns"][0]["max_null_share"] = 0.1  # time_hour: nullable false
+    with pytest.raises(ValueError, match="max_null_share applies to a nullable column"):
+        ModelSpec.model_validate(raw)
+
+
+def test_a_nul_character_fails_naming_the_column_and_the_rows(spec, tmp_path):
+    frame = _frame()
+    frame.loc[[2, 5], "carrier"] = "A\x00A"
+    outcome = _validate(frame, _spec(), tmp_path)
+    assert not outcome.passed
+    assert (
+        "column 'carrier': 2 value(s) hold a NUL character, which the warehouse cannot store (_row 2, 5)"
+        in outcome.failures
+    )
