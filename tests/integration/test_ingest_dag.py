@@ -220,3 +220,20 @@ def test_a_nul_character_is_a_validation_failure_naming_column_and_row_on_every_
     kept = Path(row.quarantine_path) / "flights.parquet"
     assert kept.read_bytes() == (folder / "flights.parquet").read_bytes()
     assert not sa_has_rows(engine, spec)
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+def test_a_csv_cut_in_the_middle_of_a_row_is_quarantined_naming_the_line(env):
+    config, spec, engine, catcher = env
+    folder = write_partition(day_frame(DAY), _landing(config), DAY, "csv")
+    data = (folder / "flights.csv").read_bytes()
+    cut = data.index(b",", len(data) * 6 // 10) + 1  # just after a field separator: inside a row
+    (folder / "flights.csv").write_bytes(data[:cut])
+    line = data[:cut].count(b"\n") + 1
+
+    assert _run(DAY) == "failed"
+    row = _ledger(engine)["2013-01-02"]
+    assert row.status == "quarantined"
+    assert f"file flights.csv, line {line}: " in row.reason and "(the header's)" in row.reason
+    assert (Path(row.quarantine_path) / "flights.csv").read_bytes() == data[:cut]
+    assert not sa_has_rows(engine, spec)

@@ -167,6 +167,9 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
     text = {c.name: str for c in spec.contract.columns if c.type == "string"}
     for file in landed.files:
         fmt = _SUFFIXES[file.suffix.lower()]
+        if fmt == "csv" and (ragged := ragged_csv_lines(file)):
+            problems.extend(ragged)
+            continue
         try:
             frame = (
                 pd.read_parquet(file) if fmt == "parquet" else pd.read_csv(file, low_memory=False, dtype=text)
@@ -180,6 +183,37 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
     if problems:
         return None, problems
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
+
+
+def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
+    """CSV read strictly: each line whose number of fields differs from the header's, naming the file and the
+    line (at most ``limit`` of them, then how many more). pandas fills a short row with nulls and would load a row
+    cut in the middle (a truncated delivery) as if it were whole. The standard library's C parser counts fields,
+    quoted newlines and all; a file that is not text is left to the reader, which names it."""
+    import csv
+
+    problems: list[str] = []
+    more = 0
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return []
+            for row in reader:
+                if len(row) != len(header) and row:
+                    if len(problems) < limit:
+                        problems.append(
+                            f"file {file.name}, line {reader.line_num}: {len(row)} field(s), expected "
+                            f"{len(header)} (the header's)"
+                        )
+                    else:
+                        more += 1
+    except (UnicodeDecodeError, csv.Error):
+        return []
+    if more:
+        problems.append(f"file {file.name}: {more} more line(s) with the wrong number of fields")
+    return problems
 
 
 def parse_timestamps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -313,7 +313,9 @@ def _describe(item: dict[str, Any]) -> str:
         if mostly is None or mostly >= 1:
             return f"{where}{count} null value(s)"
         share = details.get("unexpected_percent") or 0.0
-        return f"{where}{count} null value(s) ({share:.2f}% of rows; at most {(1 - mostly) * 100:.2f}% allowed)"
+        return (
+            f"{where}{count} null value(s) ({share:.2f}% of rows; at most {(1 - mostly) * 100:.2f}% allowed)"
+        )
     if kind == _RANGE_CHECK:
         bounds = _bounds(kwargs.get("min_value"), kwargs.get("max_value"))
         return f"{where}{count} value(s) outside {bounds}{_share(kwargs, details)}{_examples(details)}"

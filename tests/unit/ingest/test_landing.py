@@ -150,3 +150,16 @@ def test_keeping_an_entry_again_gives_the_same_copy(tmp_path):
     assert (tmp_path / "out" / "part" / "a.bin").read_bytes() == b"\x00\x01"
     assert os.readlink(tmp_path / "out" / "part" / "link") == "/etc/passwd"
     assert os.readlink(tmp_path / "out" / "link") == "/etc/hostname"
+
+
+def test_csv_lines_with_the_wrong_number_of_fields_are_named(tmp_path, spec):
+    folder = tmp_path / "date=2013-01-01"
+    folder.mkdir()
+    (folder / "flights.csv").write_text('a,b,c\n1,2,3\n"quoted\nnewline",2,3\n4,5\n6,7,8,9\n\n1,2,3\n')
+    landed = find_partition(tmp_path, "2013-01-01")
+    frame, problems = read_partition(spec, landed)
+    assert frame is None
+    assert problems == [
+        "file flights.csv, line 5: 2 field(s), expected 3 (the header's)",
+        "file flights.csv, line 6: 4 field(s), expected 3 (the header's)",
+    ]
