@@ -237,3 +237,29 @@ def test_a_csv_cut_in_the_middle_of_a_row_is_quarantined_naming_the_line(env):
     assert f"file flights.csv, line {line}: " in row.reason and "(the header's)" in row.reason
     assert (Path(row.quarantine_path) / "flights.csv").read_bytes() == data[:cut]
     assert not sa_has_rows(engine, spec)
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delivery", ["twice_in_one_file", "two_overlapping_files"])
+def test_a_day_delivered_twice_is_quarantined_naming_the_key(env, delivery):
+    import pandas as pd
+
+    config, spec, engine, catcher = env
+    frame = day_frame(DAY)
+    if delivery == "twice_in_one_file":
+        folder = write_partition(pd.concat([frame, frame], ignore_index=True), _landing(config), DAY)
+        repeated = len(frame) * 2
+    else:
+        folder = write_partition(frame, _landing(config), DAY)
+        frame.iloc[100:300].to_parquet(folder / "flights-late.parquet", index=False)
+        repeated = 400
+
+    assert _run(DAY) == "failed"
+    row = _ledger(engine)["2013-01-02"]
+    assert row.status == "quarantined"
+    assert (
+        f"key (carrier, flight, time_hour): {repeated} row(s) share their key with another row" in row.reason
+    )
+    for file in folder.iterdir():
+        assert (Path(row.quarantine_path) / file.name).read_bytes() == file.read_bytes()
+    assert not sa_has_rows(engine, spec)

@@ -84,6 +84,11 @@ class ContractSpec(_Strict):
     row_count: RowCountSpec
     columns: list[ColumnSpec] = Field(min_length=1)
     allow_extra_columns: bool = False
+    key: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="columns that identify a row: no two rows of a batch share them, and the warehouse enforces it",
+    )
 
     @field_validator("columns")
     @classmethod
@@ -94,6 +99,21 @@ class ContractSpec(_Strict):
                 raise ValueError(f"column {column.name!r} is declared twice")
             seen.add(column.name)
         return columns
+
+    @model_validator(mode="after")
+    def _check_key(self) -> ContractSpec:
+        if self.key is None:
+            return self
+        names = {column.name: column for column in self.columns}
+        unknown = [name for name in self.key if name not in names]
+        if unknown:
+            raise ValueError(f"key column(s) {unknown} are not declared (columns: {', '.join(names)})")
+        if len(set(self.key)) != len(self.key):
+            raise ValueError(f"key {self.key} names a column twice")
+        nullable = [name for name in self.key if names[name].nullable]
+        if nullable:
+            raise ValueError(f"key column(s) {nullable} must be nullable: false (a null identifies nothing)")
+        return self
 
     def column(self, name: str) -> ColumnSpec:
         for column in self.columns:

@@ -95,6 +95,8 @@ def build_suite(spec: ModelSpec) -> Any:
             min_value=contract.row_count.min, max_value=contract.row_count.max
         ),
     ]
+    if contract.key:
+        expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(contract.key)))
     for column in contract.columns:
         expectations.extend(_column_expectations(gx_, column))
     meta = {"model": spec.name, "contract_digest": _contract_digest(spec)}
@@ -228,11 +230,12 @@ def _column_expectations(gx_: SimpleNamespace, column: ColumnSpec) -> list[Any]:
 
 _COLUMNS_CHECK = "expect_table_columns_to_match_set"
 _ROW_COUNT_CHECK = "expect_table_row_count_to_be_between"
+_KEY_CHECK = "expect_compound_columns_to_be_unique"
 _TYPE_CHECK = "expect_column_values_to_be_in_type_family"
 _NOT_NULL_CHECK = "expect_column_values_to_not_be_null"
 _RANGE_CHECK = "expect_column_values_to_be_between"
 _SET_CHECK = "expect_column_values_to_be_in_set"
-_CHECK_ORDER = (_COLUMNS_CHECK, _ROW_COUNT_CHECK, _TYPE_CHECK, _NOT_NULL_CHECK, _RANGE_CHECK, _SET_CHECK)
+_CHECK_ORDER = (_COLUMNS_CHECK, _ROW_COUNT_CHECK, _KEY_CHECK, _TYPE_CHECK, _NOT_NULL_CHECK, _RANGE_CHECK, _SET_CHECK)
 
 
 def _describe_failures(result: dict[str, Any], spec: ModelSpec) -> list[str]:
@@ -256,7 +259,7 @@ def _describe_failures(result: dict[str, Any], spec: ModelSpec) -> list[str]:
     for item in result.get("results", []):
         config = item["expectation_config"]
         column = config["kwargs"].get("column")
-        if item["success"] or column in missing:
+        if item["success"] or any(c in missing for c in config["kwargs"].get("column_list") or [column]):
             continue
         if column in wrong_type and (_raised(item) or config["type"] == _RANGE_CHECK):
             continue
@@ -299,6 +302,9 @@ def _describe(item: dict[str, Any]) -> str:
         bounds = _bounds(kwargs.get("min_value"), kwargs.get("max_value"))
         return f"row count {details.get('observed_value')} outside {bounds}"
     count = details.get("unexpected_count")
+    if kind == _KEY_CHECK:
+        key = ", ".join(kwargs["column_list"])
+        return f"key ({key}): {count} row(s) share their key with another row{_examples(details)}"
     if kind == _TYPE_CHECK:
         expected = config.get("meta", {}).get("contract_type", "/".join(kwargs["type_list"]))
         observed = details.get("observed_value")

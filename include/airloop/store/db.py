@@ -111,10 +111,11 @@ def sync_table(engine: Engine, table: sa.Table) -> list[str]:
     """Create a per-model table, or add what its spec added (nullable columns, indexes); refuse a change that
     would drop or retype stored data. Returns what was done.
 
-    The definition's digest is kept in ``airloop_table_versions``: when it matches, the check is one query (once
+    The definition's digest (the table's DDL and its indexes') is kept in ``airloop_table_versions``: when it matches, the check is one query (once
     per process), and Alembic's comparison runs only for a table that is new or whose spec changed.
     """
-    digest = hashlib.sha256(str(sa.schema.CreateTable(table).compile(engine)).encode()).hexdigest()
+    ddl = [sa.schema.CreateTable(table), *(sa.schema.CreateIndex(i) for i in sorted(table.indexes, key=str))]
+    digest = hashlib.sha256("\n".join(str(d.compile(engine)) for d in ddl).encode()).hexdigest()
     key = (engine.url.render_as_string(hide_password=True), f"{table.name}:{digest}")
     if key in _synced:
         return []

@@ -133,9 +133,11 @@ _SQL_TYPES: dict[str, Any] = {
 
 
 def batches_table(spec: ModelSpec, meta: sa.MetaData | None = None) -> sa.Table:
-    """The table of a model's validated batches: the contract's columns, typed, keyed by partition and row."""
+    """The table of a model's validated batches: the contract's columns, typed, keyed by partition and row, and
+    unique on the partition and the contract's key when it declares one."""
     meta = meta if meta is not None else sa.MetaData()
     columns = [sa.Column(c.name, _SQL_TYPES[c.type](), nullable=True) for c in spec.contract.columns]
+    key = spec.contract.key
     return sa.Table(
         spec.batches_table,
         meta,
@@ -144,6 +146,9 @@ def batches_table(spec: ModelSpec, meta: sa.MetaData | None = None) -> sa.Table:
         *columns,
         sa.Column(BATCH_CHECKSUM, sa.String(64), nullable=False),
         sa.Column(LOADED_AT, sa.DateTime(timezone=True), nullable=False),
+        # The contract's key, enforced by the database within each partition (validation refuses a delivery
+        # that repeats a key before it gets here; this makes a doubled row impossible, not only unlikely).
+        *([sa.Index(f"{spec.batches_table}_key", PARTITION, *key, unique=True)] if key else []),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import date
@@ -340,3 +341,36 @@ def test_a_nul_character_fails_naming_the_column_and_the_rows(spec, tmp_path):
         "column 'carrier': 2 value(s) hold a NUL character, which the warehouse cannot store (_row 2, 5)"
         in outcome.failures
     )
+
+
+def _with_key(key: list[str]) -> ModelSpec:
+    raw = _spec().model_dump()
+    raw["contract"]["key"] = key
+    return ModelSpec.model_validate(raw)
+
+
+def test_rows_repeating_the_key_fail_naming_the_key_and_examples(tmp_path):
+    frame = pd.concat([_frame(), _frame().iloc[[2]]], ignore_index=True)
+    outcome = _validate(frame, _with_key(["carrier", "time_hour"]), tmp_path)
+    assert not outcome.passed
+    (failure,) = outcome.failures
+    assert failure.startswith("key (carrier, time_hour): 2 row(s) share their key with another row, e.g. [")
+    assert "'carrier': 'DL'" in failure
+
+
+def test_a_missing_key_column_is_reported_once_as_missing(tmp_path):
+    outcome = _validate(_frame().drop(columns=["carrier"]), _with_key(["carrier", "time_hour"]), tmp_path)
+    assert outcome.failures == ["missing column(s): carrier"]
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (["carrier", "flight"], "key column(s) ['flight'] are not declared"),
+        (["carrier", "arr_delay"], "key column(s) ['arr_delay'] must be nullable: false"),
+        (["carrier", "carrier"], "names a column twice"),
+    ],
+)
+def test_a_key_must_name_declared_non_nullable_columns_once(key, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _with_key(key)

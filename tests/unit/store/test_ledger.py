@@ -122,3 +122,14 @@ def test_passed_entries_skip_quarantined_partitions_oldest_first(engine, spec):
     assert latest_passed_partition(engine, "flights_delay") == "2013-01-05"
     assert latest_passed_partition(engine, "nothing_yet") is None
     assert rows_of(passed, ["2013-01-02", "2013-01-05", "2013-01-06"]) == 8
+
+
+def test_the_warehouse_refuses_a_repeated_key_within_a_partition(engine, spec):
+    assert spec.contract.key == ["carrier", "flight", "time_hour"]
+    frame = day_frame(date(2013, 1, 2)).head(20)
+    replace_partition(engine, spec, frame, _entry("2013-01-02"))
+    doubled = pd.concat([frame, frame.head(1)], ignore_index=True)
+    with pytest.raises(sa.exc.IntegrityError):
+        replace_partition(engine, spec, doubled, _entry("2013-01-02", "d" * 64))
+    assert partition_row_count(engine, spec, "2013-01-02") == 20
+    assert ledger_entries(engine, "flights_delay")[0].checksum == "c" * 64

@@ -161,13 +161,26 @@ def test_processes_migrating_at_once_give_one_version_and_no_error(url):
 
 
 def test_sync_table_creates_a_models_table_once(engine, spec):
-    assert db.sync_table(engine, batches_table(spec)) == ["CreateTableOp"]
+    assert db.sync_table(engine, batches_table(spec)) == ["CreateTableOp", "CreateIndexOp"]
     assert db.sync_table(engine, batches_table(spec)) == []
+    (index,) = sa.inspect(engine).get_indexes(spec.batches_table)
+    assert index["unique"] and index["column_names"] == [PARTITION, *spec.contract.key]
     columns = _columns(engine, spec.batches_table)
     assert [c.name for c in spec.contract.columns] == [n for n in columns if not n.startswith("_")]
     assert {PARTITION, ROW, BATCH_CHECKSUM} <= set(columns)
     key = sa.inspect(engine).get_pk_constraint(spec.batches_table)["constrained_columns"]
     assert key == [PARTITION, ROW]
+
+
+def test_sync_table_adds_the_key_a_spec_declared_later(engine, spec):
+    raw = spec.model_dump()
+    raw["contract"]["key"] = None
+    keyless = type(spec).model_validate(raw)
+    assert db.sync_table(engine, batches_table(keyless)) == ["CreateTableOp"]
+    replace_partition(engine, keyless, day_frame(date(2013, 1, 2)).head(5), _entry("2013-01-02"))
+    assert db.sync_table(engine, batches_table(spec)) == ["CreateIndexOp"]
+    assert [i["unique"] for i in sa.inspect(engine).get_indexes(spec.batches_table)] == [True]
+    assert db.sync_table(engine, batches_table(spec)) == []
 
 
 def test_sync_table_adds_a_column_the_spec_added(engine, spec):
