@@ -263,3 +263,19 @@ def test_a_day_delivered_twice_is_quarantined_naming_the_key(env, delivery):
     for file in folder.iterdir():
         assert (Path(row.quarantine_path) / file.name).read_bytes() == file.read_bytes()
     assert not sa_has_rows(engine, spec)
+
+
+def test_timestamps_in_another_zone_are_stored_as_the_delivered_instants(env):
+    import pandas as pd
+
+    from airloop.store.batches import read_batches
+
+    config, spec, engine, catcher = env
+    frame = day_frame(DAY)
+    frame["time_hour"] = frame["time_hour"].dt.tz_convert("America/New_York")
+    write_partition(frame, _landing(config), DAY)
+
+    assert _run(DAY) == "success"
+    stored = read_batches(engine, spec, ["2013-01-02"])
+    instants = pd.to_datetime(stored["time_hour"], utc=True)
+    assert instants.tolist() == frame["time_hour"].dt.tz_convert("UTC").tolist()

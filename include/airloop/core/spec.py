@@ -84,6 +84,10 @@ class ContractSpec(_Strict):
     row_count: RowCountSpec
     columns: list[ColumnSpec] = Field(min_length=1)
     allow_extra_columns: bool = False
+    timezone: str = Field(
+        default="UTC",
+        description="the zone of timestamps delivered without one (an IANA name); aware ones keep their instant",
+    )
     key: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -99,6 +103,17 @@ class ContractSpec(_Strict):
                 raise ValueError(f"column {column.name!r} is declared twice")
             seen.add(column.name)
         return columns
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{zone!r} is not a time zone (an IANA name, e.g. UTC or America/New_York)") from None
+        return zone
 
     @model_validator(mode="after")
     def _check_key(self) -> ContractSpec:

@@ -2,7 +2,8 @@
 
 The query's ``:start`` and ``:end`` are bound as parameters (typed as instants, so every database compares them
 with its own timestamps), never formatted into the SQL. The rows come back as the database gives them; timestamp
-columns that arrive as text (SQLite) are read as instants, as CSV files are. They are written to the landing
+columns that arrive as text (SQLite) are read as instants, as CSV files are, and every timestamp is kept in UTC
+(one without a zone read in the contract's ``timezone``). They are written to the landing
 folder as one Parquet file, and from there validated, loaded or quarantined (kept byte for byte) exactly as a
 landed file: a re-run of the same interval delivers the same bytes again.
 """
@@ -45,7 +46,7 @@ def extract_partition(
             f"{type(exc).__name__}: {str(exc.orig if hasattr(exc, 'orig') and exc.orig else exc).splitlines()[0]}"
         ) from exc
     timestamps = [c.name for c in ctx.spec.contract.columns if c.type == "timestamp"]
-    frame = parse_timestamps(frame, timestamps)
+    frame = parse_timestamps(frame, timestamps, ctx.spec.contract.timezone)
     land_frame(frame, ctx.landing, partition, DELIVERY)
     landed = find_partition(ctx.landing, partition)
     return Extracted(model=ctx.name, partition=partition, rows=len(frame), checksum=landed.checksum)

@@ -177,9 +177,7 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
         except Exception as exc:  # noqa: BLE001 - any parser error is a property of the received file
             problems.append(f"file {file.name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}")
             continue
-        if fmt == "csv":
-            frame = parse_timestamps(frame, timestamps)
-        frames.append(frame)
+        frames.append(parse_timestamps(frame, timestamps, spec.contract.timezone))
     if problems:
         return None, problems
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
@@ -216,18 +214,41 @@ def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
     return problems
 
 
-def parse_timestamps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``columns`` read as instants (UTC) where they came as text: CSV has no timestamp type, and SQLite returns
-    timestamps as text. A column that does not parse is left as text, so the type check names it."""
-    import pandas as pd
+def parse_timestamps(frame: pd.DataFrame, columns: list[str], zone: str = "UTC") -> pd.DataFrame:
+    """``columns`` as instants in UTC: text (CSV has no timestamp type, SQLite returns timestamps as text) is
+    parsed, a value carrying an offset keeps its instant, and a value without one is read in ``zone`` (the
+    contract's ``timezone``); datetime columns are converted the same way. A column that does not parse (or a
+    local time that does not exist or is ambiguous in ``zone``) is left as it came, so the type check names it."""
 
     for column in columns:
-        if column in frame.columns and frame[column].dtype == object:
-            try:
-                frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-            except (ValueError, TypeError):
-                pass
+        if column not in frame.columns:
+            continue
+        try:
+            frame[column] = _as_utc(frame[column], zone)
+        except Exception:  # noqa: BLE001 - a column that cannot be read as instants is left for the type check
+            pass
     return frame
+
+
+def _as_utc(values: pd.Series, zone: str) -> pd.Series:
+    import warnings
+
+    import pandas as pd
+
+    if values.dtype == object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pandas 2 warns of mixed offsets; checked below
+            parsed = pd.to_datetime(values, format="ISO8601")
+        if parsed.dtype == object:  # offsets that differ from row to row: each must carry one, and keeps its instant
+            if not all(getattr(v, "tzinfo", None) is not None for v in parsed.dropna()):
+                return values
+            parsed = pd.to_datetime(values, format="ISO8601", utc=True)
+        values = parsed
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
+    return values
 
 
 def land_frame(frame: pd.DataFrame, landing: Path, partition: str, name: str, fmt: str = "parquet") -> Path:

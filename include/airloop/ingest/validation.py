@@ -32,14 +32,16 @@ _INTEGER_DTYPES = (
     "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
 )  # fmt: skip
 #: Contract type -> the dtype names accepted. A pandas dtype class name (``Int64Dtype``, ``DatetimeTZDtype``)
-#: accepts every parametrisation of it (any time zone, any string storage); ``datetime64`` any naive unit.
+#: accepts every parametrisation of it (any time zone, any string storage).
 #: Object columns are checked value by value (``str`` accepts Python strings; ``bool_`` rejects Python bools,
 #: which keeps ``boolean`` strict).
 _TYPE_LISTS: dict[ColumnType, tuple[str, ...]] = {
     "integer": _INTEGER_DTYPES,
     "number": (*_INTEGER_DTYPES, "float16", "float32", "float64", "Float32Dtype", "Float64Dtype"),
     "string": ("str", "StringDtype"),
-    "timestamp": ("datetime64", "DatetimeTZDtype"),
+    # Instants: every reading path converts to UTC (landing.parse_timestamps); a naive column left is one whose
+    # local times do not exist or are ambiguous in the contract's zone.
+    "timestamp": ("DatetimeTZDtype",),
     "boolean": ("bool_", "BooleanDtype"),
 }
 _MAX_EXAMPLES = 3
@@ -308,6 +310,11 @@ def _describe(item: dict[str, Any]) -> str:
     if kind == _TYPE_CHECK:
         expected = config.get("meta", {}).get("contract_type", "/".join(kwargs["type_list"]))
         observed = details.get("observed_value")
+        if observed is not None and expected == "timestamp" and str(observed).startswith("datetime64"):
+            return (
+                f"{where}type {observed}, expected timestamp: times without a zone that do not exist or are "
+                "ambiguous in the contract's timezone (a daylight-saving change)"
+            )
         if observed is not None:
             return f"{where}type {observed}, expected {expected}"
         # An object column: GX checked it value by value. Only a string column may be of type object.

@@ -163,3 +163,32 @@ def test_csv_lines_with_the_wrong_number_of_fields_are_named(tmp_path, spec):
         "file flights.csv, line 5: 2 field(s), expected 3 (the header's)",
         "file flights.csv, line 6: 4 field(s), expected 3 (the header's)",
     ]
+
+
+def test_naive_csv_times_are_read_in_the_contracts_zone_and_aware_ones_keep_their_instant(tmp_path, spec):
+    raw = spec.model_dump()
+    raw["contract"]["timezone"] = "America/New_York"
+    local = type(spec).model_validate(raw)
+    frame = day_frame(date(2013, 1, 1)).head(3)
+    delivered = frame["time_hour"]
+    folder = write_partition(
+        frame.assign(time_hour=delivered.dt.tz_convert("America/New_York").dt.tz_localize(None)),
+        tmp_path,
+        date(2013, 1, 1),
+        "csv",
+    )
+    read, problems = read_partition(local, find_partition(tmp_path, "2013-01-01"))
+    assert problems == [] and read["time_hour"].tolist() == delivered.tolist()
+    (folder / "flights.csv").unlink()
+    write_partition(
+        frame.assign(time_hour=delivered.dt.tz_convert("Asia/Tokyo")), tmp_path, date(2013, 1, 1), "csv"
+    )
+    read, problems = read_partition(local, find_partition(tmp_path, "2013-01-01"))
+    assert problems == [] and read["time_hour"].tolist() == delivered.tolist()
+
+
+def test_an_unknown_contract_timezone_is_refused(spec):
+    raw = spec.model_dump()
+    raw["contract"]["timezone"] = "Mars/Olympus"
+    with pytest.raises(ValueError, match="'Mars/Olympus' is not a time zone"):
+        type(spec).model_validate(raw)
