@@ -9,6 +9,7 @@ times instead of seven, and no validation waits for another's publishing.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from pathlib import Path
@@ -40,13 +41,38 @@ def publish(gx_: SimpleNamespace, suite: Any, key: Any, result: dict[str, Any], 
     queue = gx_dir / "queue"
     write_json(
         queue / f"{result['meta']['airloop']['result_id']}.json",
-        {"key": list(key.to_tuple()), "result": result},
+        {"key": list(key.to_tuple()), "result": escaped_for_pages(result)},
     )
     while any(queue.glob("*.json")):
         with lock_if_free(gx_dir / "publish.lock") as held:
             if not held:
                 return
             _render_queued(gx_, suite, queue, site_dir)
+
+
+def escaped_for_pages(result: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a GX result whose strings from the data are HTML-escaped: what each expectation observed (column
+    names, unexpected values, counts by value) and the messages of checks that raised. GX 1.x writes these into
+    Data Docs pages as they are, so a delivered column named ``<script>...</script>`` would run in the browser of
+    whoever opens the page. Only the pages' copy is escaped; the result kept as JSON is what GX returned."""
+    items = []
+    for item in result.get("results", []):
+        item = dict(item)
+        for part in ("result", "exception_info"):
+            if part in item:
+                item[part] = _escape_strings(item[part])
+        items.append(item)
+    return {**result, "results": items}
+
+
+def _escape_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {_escape_strings(k) if isinstance(k, str) else k: _escape_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_strings(v) for v in value]
+    return value
 
 
 def _render_queued(gx_: SimpleNamespace, suite: Any, queue: Path, site_dir: Path) -> None:

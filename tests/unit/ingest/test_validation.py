@@ -380,3 +380,15 @@ def test_a_missing_key_column_is_reported_once_as_missing(tmp_path):
 def test_a_key_must_name_declared_non_nullable_columns_once(key, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         _with_key(key)
+
+
+def test_data_docs_pages_escape_names_and_values_from_the_data(spec, tmp_path):
+    frame = _frame()
+    frame["<script>alert(1)</script>"] = 1
+    frame.loc[3, "carrier"] = "<img src=x onerror=alert(2)>"
+    outcome = _validate(frame, spec, tmp_path, data_docs_dir=tmp_path / "docs")
+    assert "unexpected column(s): <script>alert(1)</script>" in outcome.failures  # the record keeps the text
+    pages = [p.read_text() for p in (tmp_path / "docs").rglob("*.html")]
+    page = next(p for p in pages if "alert(1)" in p)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert not any("<script>alert(1)" in p or "<img src=x onerror" in p for p in pages)
