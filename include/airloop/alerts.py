@@ -42,8 +42,10 @@ def quarantine_alert(
     files: list[str],
     quarantine_path: str,
     links: dict[str, str],
+    still_loaded: int | None = None,
 ) -> Alert:
-    """The alert for a batch rejected by validation and kept in quarantine.
+    """The alert for a batch rejected by validation and kept in quarantine; ``still_loaded``, the rows of an
+    earlier delivery of the partition that passed and stays in the warehouse.
 
     ``reason`` names the failed column or check; ``rows`` is ``None`` when the batch could not be read;
     ``links`` maps a label (e.g. ``"Airflow run"``, ``"Data Docs"``) to a URL.
@@ -56,6 +58,8 @@ def quarantine_alert(
         ("Files", _file_list(files)),
         ("Kept in", quarantine_path),
     ]
+    if still_loaded is not None:
+        facts.append(("Still loaded", f"the earlier delivery that passed ({still_loaded:,} rows) is unchanged"))
     return _compose(
         subject=f"[airloop] {model}: batch {partition} quarantined: {reason}",
         headline=f"Batch {partition} of model {model} was rejected by validation and quarantined.",

@@ -279,3 +279,26 @@ def test_timestamps_in_another_zone_are_stored_as_the_delivered_instants(env):
     stored = read_batches(engine, spec, ["2013-01-02"])
     instants = pd.to_datetime(stored["time_hour"], utc=True)
     assert instants.tolist() == frame["time_hour"].dt.tz_convert("UTC").tolist()
+
+
+def test_a_bad_redelivery_of_a_good_day_keeps_the_good_rows_and_the_ledger_agrees(env):
+    config, spec, engine, catcher = env
+    good = day_frame(DAY)
+    write_partition(good, _landing(config), DAY)
+    assert _run(DAY) == "success"
+    before = _ledger(engine)["2013-01-02"]
+
+    bad = good.drop(columns=["carrier"])
+    folder = write_partition(bad, _landing(config), DAY)
+    assert _run(DAY) == "failed"
+
+    after = _ledger(engine)["2013-01-02"]
+    assert (after.status, after.rows, after.checksum) == ("passed", len(good), before.checksum)
+    assert partition_row_count(engine, spec, "2013-01-02") == len(good)
+    (event,) = [e for e in events_of(engine, "flights_delay") if e.kind == EventKind.QUARANTINE]
+    kept = Path(event.payload.path)
+    assert (kept / "flights.parquet").read_bytes() == (folder / "flights.parquet").read_bytes()
+    assert "missing column(s): carrier" in event.payload.reason
+    assert len(catcher.emails()) == 1
+    [hook] = catcher.webhooks()
+    assert f"the earlier delivery that passed ({len(good):,} rows) is unchanged" in hook["text"]

@@ -40,6 +40,7 @@ def alert_quarantine(
         files=list(quarantined.files),
         quarantine_path=quarantined.quarantine_path,
         links=links,
+        still_loaded=quarantined.still_loaded,
     )
     key = f"alert:quarantine:{ctx.name}:{quarantined.partition}:{quarantined.checksum}:"
     return _deliver(ctx, alert, key, context, partition=quarantined.partition)

@@ -75,6 +75,8 @@ class Quarantined(Contract):
     rows: int | None
     files: list[str]
     checksum: str
+    #: Rows of an earlier delivery of the partition that passed and stays loaded (None: there is none).
+    still_loaded: int | None = None
 
 
 # -- training and promotion ---------------------------------------------------------------------------------------

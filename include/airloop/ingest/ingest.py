@@ -18,7 +18,7 @@ from airloop.ingest.validation import outcome_from_failures, validate_frame
 from airloop.model.context import ModelContext
 from airloop.store.db import sync_table
 from airloop.store.events import record_event
-from airloop.store.ledger import PASSED, QUARANTINED, LedgerEntry, record_batch, replace_partition
+from airloop.store.ledger import PASSED, QUARANTINED, LedgerEntry, record_quarantine, replace_partition
 from airloop.store.schema import batches_table
 
 
@@ -72,7 +72,8 @@ def load_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = 
 
 
 def quarantine_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = None) -> Quarantined:
-    """Keep a rejected partition exactly as received, with its validation result, and record it.
+    """Keep a rejected partition exactly as received, with its validation result, and record it (in the ledger
+    unless an earlier delivery of it passed and stays loaded: :func:`airloop.store.ledger.record_quarantine`).
 
     The copy lives in ``<quarantine_dir>/<model>/date=<partition>/<checksum[:12]>/``: a re-run of the same data
     lands in the same folder, and a corrected-but-still-bad delivery is kept beside the first.
@@ -87,7 +88,7 @@ def quarantine_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | N
         shutil.copy2(result_path, target / "validation_result.json")
     write_json(target / "verdict.json", {**verdict.to_json(), "reason": verdict.reason, "not_kept": not_kept})
     entry = _ledger_entry(verdict, QUARANTINED, run_id=run_id, quarantine_path=str(target))
-    record_batch(ctx.warehouse, ctx.name, entry)
+    kept = record_quarantine(ctx.warehouse, ctx.name, entry)
     record_event(
         ctx.warehouse,
         ctx.name,
@@ -103,6 +104,7 @@ def quarantine_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | N
         rows=verdict.rows,
         files=verdict.files,
         checksum=verdict.checksum,
+        still_loaded=kept.rows if kept is not None else None,
     )
 
 

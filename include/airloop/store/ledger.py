@@ -104,6 +104,21 @@ def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entr
     return len(rows)
 
 
+def record_quarantine(engine: Engine, model: str, entry: LedgerEntry) -> LedgerEntry | None:
+    """Record a rejected delivery of a partition, unless an earlier delivery of it passed: that one stays loaded
+    and stays the ledger's entry, so the ledger and the table keep agreeing (a bad re-delivery never makes a good
+    day bad; the rejected delivery is kept in quarantine and in the event log). Returns the entry kept, or None
+    when ``entry`` was recorded. Under the partition's lock, so a load of the same partition cannot slip between
+    the look and the write."""
+    with partition_transaction(engine, model, entry.partition) as conn:
+        query = sa.select(ledger).where((ledger.c.model == model) & (ledger.c.partition == entry.partition))
+        current = conn.execute(query).mappings().first()
+        if current is not None and current["status"] == PASSED:
+            return _entry(current)
+        _upsert(conn, model, entry)
+    return None
+
+
 def partition_row_count(engine: Engine, spec: ModelSpec, partition: str) -> int:
     """Rows stored for one partition."""
     table = batches_table(spec)

@@ -133,3 +133,19 @@ def test_the_warehouse_refuses_a_repeated_key_within_a_partition(engine, spec):
         replace_partition(engine, spec, doubled, _entry("2013-01-02", "d" * 64))
     assert partition_row_count(engine, spec, "2013-01-02") == 20
     assert ledger_entries(engine, "flights_delay")[0].checksum == "c" * 64
+
+
+def test_a_quarantine_never_replaces_a_delivery_that_passed(engine, spec):
+    from airloop.store.ledger import record_quarantine
+
+    bad = _entry("2013-01-04", "b" * 64, status=QUARANTINED, reason="bad")
+    assert record_quarantine(engine, "flights_delay", bad) is None  # nothing before: recorded
+    worse = _entry("2013-01-04", "w" * 64, status=QUARANTINED, reason="worse")
+    assert record_quarantine(engine, "flights_delay", worse) is None  # an earlier rejection: replaced
+    assert ledger_entries(engine, "flights_delay")[0].reason == "worse"
+    frame = day_frame(date(2013, 1, 4)).head(6)
+    replace_partition(engine, spec, frame, _entry("2013-01-04"))
+    kept = record_quarantine(engine, "flights_delay", bad)
+    assert kept is not None and (kept.status, kept.rows, kept.checksum) == (PASSED, 6, "c" * 64)
+    (entry,) = ledger_entries(engine, "flights_delay")
+    assert (entry.status, entry.rows) == (PASSED, 6) and partition_row_count(engine, spec, "2013-01-04") == 6
