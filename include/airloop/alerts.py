@@ -59,7 +59,9 @@ def quarantine_alert(
         ("Kept in", quarantine_path),
     ]
     if still_loaded is not None:
-        facts.append(("Still loaded", f"the earlier delivery that passed ({still_loaded:,} rows) is unchanged"))
+        facts.append(
+            ("Still loaded", f"the earlier delivery that passed ({still_loaded:,} rows) is unchanged")
+        )
     return _compose(
         subject=f"[airloop] {model}: batch {partition} quarantined: {reason}",
         headline=f"Batch {partition} of model {model} was rejected by validation and quarantined.",

@@ -302,3 +302,26 @@ def test_a_bad_redelivery_of_a_good_day_keeps_the_good_rows_and_the_ledger_agree
     assert len(catcher.emails()) == 1
     [hook] = catcher.webhooks()
     assert f"the earlier delivery that passed ({len(good):,} rows) is unchanged" in hook["text"]
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delivery", ["another_whole_day", "another_day_mixed_in"])
+def test_rows_of_another_day_are_quarantined_named_and_counted(env, delivery):
+    import pandas as pd
+
+    config, spec, engine, catcher = env
+    other = day_frame(date(2013, 1, 5))
+    if delivery == "another_whole_day":
+        frame, outside = other, len(other)
+    else:
+        frame, outside = pd.concat([day_frame(DAY), other.head(40)], ignore_index=True), 40
+    write_partition(frame, _landing(config), DAY)
+
+    assert _run(DAY) == "failed"
+    row = _ledger(engine)["2013-01-02"]
+    assert row.status == "quarantined"
+    assert (
+        f"column 'time_hour': {outside} row(s) outside the partition's interval [2013-01-02T00:00:00+00:00, "
+        "2013-01-03T00:00:00+00:00) widened by 6 h, e.g. ['2013-01-05T"
+    ) in row.reason
+    assert not sa_has_rows(engine, spec)

@@ -126,6 +126,11 @@ def next_partition(key: str, schedule: str) -> str:
     return partition_key(following, schedule)
 
 
+def partition_interval(key: str, schedule: str) -> tuple[datetime, datetime]:
+    """The data interval ``[start, end)`` of partition ``key`` of ``schedule``, in UTC."""
+    return partition_start(key), partition_start(next_partition(key, schedule))
+
+
 def _utc(moment: datetime) -> datetime:
     """``moment`` as a plain aware ``datetime`` in UTC (a naive one is taken as UTC). Pendulum's ``DateTime``, which
     Airflow hands to tasks, becomes a ``datetime``: croniter returns naive times for it."""

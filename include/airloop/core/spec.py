@@ -84,6 +84,13 @@ class ContractSpec(_Strict):
     row_count: RowCountSpec
     columns: list[ColumnSpec] = Field(min_length=1)
     allow_extra_columns: bool = False
+    partition_tolerance_hours: float = Field(
+        default=0,
+        ge=0,
+        le=168,
+        description="how far outside its partition's data interval a row's time may lie (e.g. days cut in a "
+        "local zone, kept under UTC keys)",
+    )
     timezone: str = Field(
         default="UTC",
         description="the zone of timestamps delivered without one (an IANA name); aware ones keep their instant",
@@ -112,7 +119,9 @@ class ContractSpec(_Strict):
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{zone!r} is not a time zone (an IANA name, e.g. UTC or America/New_York)") from None
+            raise ValueError(
+                f"{zone!r} is not a time zone (an IANA name, e.g. UTC or America/New_York)"
+            ) from None
         return zone
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from airloop.core.contracts import Loaded, Quarantined, Verdict
 from airloop.core.errors import SourceError
 from airloop.core.events import QuarantinePayload
 from airloop.core.files import write_json
+from airloop.core.partitions import partition_interval
 from airloop.ingest.landing import PartitionFiles, file_problems, find_partition, keep_entry, read_partition
 from airloop.ingest.validation import outcome_from_failures, validate_frame
 from airloop.model.context import ModelContext
@@ -40,6 +41,7 @@ def validate_partition(ctx: ModelContext, partition: str) -> Verdict:
             batch_key=partition,
             results_dir=config.reports_dir / "validations",
             data_docs_dir=config.data_docs_dir,
+            interval=partition_interval(partition, spec.schedule),
         )
         rows = len(frame)
     return Verdict(

@@ -239,7 +239,9 @@ def _as_utc(values: pd.Series, zone: str) -> pd.Series:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # pandas 2 warns of mixed offsets; checked below
             parsed = pd.to_datetime(values, format="ISO8601")
-        if parsed.dtype == object:  # offsets that differ from row to row: each must carry one, and keeps its instant
+        if (
+            parsed.dtype == object
+        ):  # offsets that differ from row to row: each must carry one, and keeps its instant
             if not all(getattr(v, "tzinfo", None) is not None for v in parsed.dropna()):
                 return values
             parsed = pd.to_datetime(values, format="ISO8601", utc=True)

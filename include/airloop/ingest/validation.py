@@ -117,6 +117,7 @@ def validate_frame(
     batch_key: str,
     results_dir: Path,
     data_docs_dir: Path | None = None,
+    interval: tuple[datetime, datetime] | None = None,
 ) -> ValidationOutcome:
     """Validate one batch (``batch_key``, e.g. the partition ``2013-01-05``) against the model's contract.
 
@@ -144,7 +145,7 @@ def validate_frame(
 
     result_dict = result.to_json_dict()
     failures = _describe_failures(result_dict, spec)
-    unstorable = nul_failures(df, spec)
+    unstorable = nul_failures(df, spec) + (outside_failures(df, spec, interval) if interval else [])
     result.meta["airloop"] = {"result_id": result_id, "model": spec.name, "batch_key": batch_key}
     result_dict["meta"]["airloop"] = result.meta["airloop"]
 
@@ -168,6 +169,29 @@ def validate_frame(
         statistics=_statistics(result_dict.get("statistics", {})),
         result_path=str(result_path),
     )
+
+
+def outside_failures(df: pd.DataFrame, spec: ModelSpec, interval: tuple[datetime, datetime]) -> list[str]:
+    """Rows whose time column lies outside the partition's data interval ``[start, end)``, widened by the
+    contract's ``partition_tolerance_hours``: a whole other day delivered as this one, or mixed into it. Counted and
+    named with the first examples; a time column that is not instants is left to the type check."""
+    import pandas as pd
+
+    column = spec.time_column
+    if column not in df.columns or not isinstance(df[column].dtype, pd.DatetimeTZDtype):
+        return []
+    tolerance = pd.Timedelta(hours=spec.contract.partition_tolerance_hours)
+    start, end = pd.Timestamp(interval[0]) - tolerance, pd.Timestamp(interval[1]) + tolerance
+    times = df[column]
+    outside = (times < start) | (times >= end)
+    if not outside.any():
+        return []
+    examples = list(dict.fromkeys(t.isoformat() for t in times[outside].head(50)))[:_MAX_EXAMPLES]
+    widened = f" widened by {spec.contract.partition_tolerance_hours:g} h" if tolerance else ""
+    return [
+        f"column '{column}': {int(outside.sum())} row(s) outside the partition's interval "
+        f"[{interval[0].isoformat()}, {interval[1].isoformat()}){widened}, e.g. {examples!r}"
+    ]
 
 
 def nul_failures(df: pd.DataFrame, spec: ModelSpec) -> list[str]:
@@ -237,7 +261,15 @@ _TYPE_CHECK = "expect_column_values_to_be_in_type_family"
 _NOT_NULL_CHECK = "expect_column_values_to_not_be_null"
 _RANGE_CHECK = "expect_column_values_to_be_between"
 _SET_CHECK = "expect_column_values_to_be_in_set"
-_CHECK_ORDER = (_COLUMNS_CHECK, _ROW_COUNT_CHECK, _KEY_CHECK, _TYPE_CHECK, _NOT_NULL_CHECK, _RANGE_CHECK, _SET_CHECK)
+_CHECK_ORDER = (
+    _COLUMNS_CHECK,
+    _ROW_COUNT_CHECK,
+    _KEY_CHECK,
+    _TYPE_CHECK,
+    _NOT_NULL_CHECK,
+    _RANGE_CHECK,
+    _SET_CHECK,
+)
 
 
 def _describe_failures(result: dict[str, Any], spec: ModelSpec) -> list[str]:

@@ -392,3 +392,20 @@ def test_data_docs_pages_escape_names_and_values_from_the_data(spec, tmp_path):
     page = next(p for p in pages if "alert(1)" in p)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
     assert not any("<script>alert(1)" in p or "<img src=x onerror" in p for p in pages)
+
+
+def test_rows_outside_the_partitions_interval_fail_counted_with_examples(spec, tmp_path):
+    from datetime import UTC, datetime
+
+    interval = (datetime(2013, 1, 5, tzinfo=UTC), datetime(2013, 1, 6, tzinfo=UTC))
+    frame = _frame()  # hourly from 2013-01-05 00:00 UTC: all inside
+    assert _validate(frame, spec, tmp_path, interval=interval).passed
+    frame.loc[[2, 7], "time_hour"] = pd.Timestamp("2013-01-06T00:00:00Z")  # the end is outside
+    outcome = _validate(frame, spec, tmp_path, interval=interval)
+    assert outcome.failures == [
+        "column 'time_hour': 2 row(s) outside the partition's interval [2013-01-05T00:00:00+00:00, "
+        "2013-01-06T00:00:00+00:00), e.g. ['2013-01-06T00:00:00+00:00']"
+    ]
+    raw = spec.model_dump()
+    raw["contract"]["partition_tolerance_hours"] = 1
+    assert _validate(frame, ModelSpec.model_validate(raw), tmp_path, interval=interval).passed
