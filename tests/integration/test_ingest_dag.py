@@ -169,6 +169,7 @@ def test_the_landing_folder_is_a_boundary(env, tmp_path, delivery):
     config, spec, engine, catcher = env
     folder = _landing(config) / "date=2013-01-02"
     folder.mkdir(parents=True)
+    (folder / "_SUCCESS").touch()  # the writer says the partition is whole
     if delivery == "link_to_valid_file":
         outside = write_partition(day_frame(DAY), tmp_path / "elsewhere", DAY) / "flights.parquet"
         os.symlink(outside, folder / "flights.parquet")
@@ -191,7 +192,7 @@ def test_the_landing_folder_is_a_boundary(env, tmp_path, delivery):
     assert row.status == "quarantined" and expected in row.reason
     assert not sa_has_rows(engine, spec)
     kept = Path(row.quarantine_path)
-    (entry,) = [p for p in folder.iterdir()]
+    (entry,) = [p for p in folder.iterdir() if p.name != "_SUCCESS"]
     copy = kept / entry.name
     if target is not None:
         assert copy.is_symlink() and os.readlink(copy) == target
@@ -325,3 +326,15 @@ def test_rows_of_another_day_are_quarantined_named_and_counted(env, delivery):
         "2013-01-03T00:00:00+00:00) widened by 6 h, e.g. ['2013-01-05T"
     ) in row.reason
     assert not sa_has_rows(engine, spec)
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+def test_a_partition_without_its_completion_marker_is_waited_for_not_read(env, capfd):
+    config, spec, engine, catcher = env
+    folder = write_partition(day_frame(DAY), _landing(config), DAY)
+    (folder / "_SUCCESS").unlink()  # the writer has not finished
+
+    assert _run(DAY) == "failed"
+    out = capfd.readouterr()
+    assert "did not land within 0:00:03: no completion marker _SUCCESS in" in out.out + out.err
+    assert "2013-01-02" not in _ledger(engine) and not sa_has_rows(engine, spec)

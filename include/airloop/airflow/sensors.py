@@ -24,19 +24,28 @@ class LandedPartitionSensor(BaseSensorOperator):
 
     The scheduler hands the task straight to :class:`~airloop.airflow.triggers.PartitionLandedTrigger`
     (``start_from_trigger``; ``partition`` is rendered there), which ends it as soon as the partition folder holds
-    a file: a day ingested costs no worker process for waiting. Only a timeout resumes the task on a worker, to fail
+    its completion marker (or, without one, a file): a day ingested costs no worker process for waiting. Only a timeout resumes the task on a worker, to fail
     it with the folder it watched. Where tasks run in-process (``dag.test()``), ``execute`` checks once and defers to
     the same trigger.
 
     :param model: the model whose landing folder is watched (``<landing_dir>/<model>``, resolved at run time).
     :param partition: the partition key, ``YYYY-MM-DD`` (templated).
     :param wait_timeout: how long a missing partition is waited for.
+    :param marker: the completion marker the partition is waited for (None: any data file).
     """
 
     template_fields: Sequence[str] = ("partition",)
     ui_color = "#b7e1cd"
 
-    def __init__(self, *, model: str, partition: str, wait_timeout: timedelta, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        partition: str,
+        wait_timeout: timedelta,
+        marker: str | None = "_SUCCESS",
+        **kwargs: Any,
+    ) -> None:
         # The trigger enforces the deadline with a clear message; Airflow's own timeout is only a backstop.
         backstop = wait_timeout + timedelta(minutes=5)
         kwargs.setdefault("timeout", backstop.total_seconds())
@@ -44,6 +53,7 @@ class LandedPartitionSensor(BaseSensorOperator):
         self.model = model
         self.partition = partition
         self.wait_timeout = wait_timeout
+        self.marker = marker
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
             trigger_cls="airloop.airflow.triggers.PartitionLandedTrigger",
@@ -54,7 +64,7 @@ class LandedPartitionSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Any) -> bool:
-        return is_landed(settings().landing_for(self.model), self.partition)
+        return is_landed(settings().landing_for(self.model), self.partition, self.marker)
 
     def execute(self, context: Any) -> None:
         if self.poke(context):
@@ -68,9 +78,10 @@ class LandedPartitionSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
         if not event or event.get("status") != "landed":
             folder = partition_dir(settings().landing_for(self.model), self.partition)
+            missing = f"no completion marker {self.marker}" if self.marker else "nothing"
             raise AirflowFailException(
                 f"partition {self.partition} of {self.model} did not land within {self.wait_timeout}: "
-                f"nothing in {folder}. Check the upstream export, then clear this task to wait again."
+                f"{missing} in {folder}. Check the upstream export, then clear this task to wait again."
             )
         self.log.info("partition %s of %s has landed", self.partition, self.model)
 
@@ -80,6 +91,7 @@ class LandedPartitionSensor(BaseSensorOperator):
             "partition": self.partition,
             "wait_seconds": self.wait_timeout.total_seconds(),
             "poke_interval": self.poke_interval,
+            "marker": self.marker,
         }
 
 

@@ -18,7 +18,8 @@ from airloop.retrain.retrain import ChampionFacts, champion_moved, retrain_check
 
 
 class PartitionLandedTrigger(BaseTrigger):
-    """Fires once a model's partition folder holds a file, or with ``status="timeout"`` after ``wait_seconds``.
+    """Fires once a model's partition has its completion marker (without one: once its folder holds a file), or
+    with ``status="timeout"`` after ``wait_seconds``.
 
     With ``end_from_trigger`` (how :class:`~airloop.airflow.sensors.LandedPartitionSensor` starts it, straight
     from the scheduler) a landed partition ends the task here, in the triggerer (``TaskSuccessEvent``): no worker
@@ -36,6 +37,7 @@ class PartitionLandedTrigger(BaseTrigger):
         wait_seconds: float,
         poke_interval: float = 30.0,
         end_from_trigger: bool = False,
+        marker: str | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -43,6 +45,7 @@ class PartitionLandedTrigger(BaseTrigger):
         self.wait_seconds = wait_seconds
         self.poke_interval = poke_interval
         self.end_from_trigger = end_from_trigger
+        self.marker = marker
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -53,6 +56,7 @@ class PartitionLandedTrigger(BaseTrigger):
                 "wait_seconds": self.wait_seconds,
                 "poke_interval": self.poke_interval,
                 "end_from_trigger": self.end_from_trigger,
+                "marker": self.marker,
             },
         )
 
@@ -60,7 +64,7 @@ class PartitionLandedTrigger(BaseTrigger):
         landing = settings().landing_for(self.model)
         deadline = time.monotonic() + self.wait_seconds
         while True:
-            if await asyncio.to_thread(is_landed, landing, self.partition):
+            if await asyncio.to_thread(is_landed, landing, self.partition, self.marker):
                 if self.end_from_trigger:
                     self.log.info("partition %s of %s has landed in %s", self.partition, self.model, landing)
                     yield TaskSuccessEvent()

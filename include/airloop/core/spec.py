@@ -165,6 +165,13 @@ class LandingSourceSpec(_Source):
 
     kind: Literal["landing"] = "landing"
     formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"], min_length=1)
+    completion_marker: str | None = Field(
+        default="_SUCCESS",
+        pattern=r"^[_.][A-Za-z0-9_.-]{1,63}$",
+        description="the file a writer adds last to say a partition is whole (Spark's and Hadoop's _SUCCESS); "
+        "the partition is waited for until it is there. null: any data file counts as landed (a writer that "
+        "cannot mark completion)",
+    )
 
 
 #: The bind parameters a SQL source's query gets: the bounds of the run's data interval.

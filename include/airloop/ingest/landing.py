@@ -253,9 +253,17 @@ def _as_utc(values: pd.Series, zone: str) -> pd.Series:
     return values
 
 
-def land_frame(frame: pd.DataFrame, landing: Path, partition: str, name: str, fmt: str = "parquet") -> Path:
-    """Deliver ``frame`` as a partition's only file (``<name>.<fmt>``), atomically: written in a hidden folder
-    beside the partition's, which then replaces it, so a reader never sees half a delivery."""
+def land_frame(
+    frame: pd.DataFrame,
+    landing: Path,
+    partition: str,
+    name: str,
+    fmt: str = "parquet",
+    marker: str | None = "_SUCCESS",
+) -> Path:
+    """Deliver ``frame`` as a partition's only file (``<name>.<fmt>``), with the completion ``marker`` written
+    after it, atomically: written in a hidden folder beside the partition's, which then replaces it, so a reader
+    never sees half a delivery."""
     target = partition_dir(landing, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -267,6 +275,8 @@ def land_frame(frame: pd.DataFrame, landing: Path, partition: str, name: str, fm
             frame.to_csv(file, index=False)
         else:
             raise ValueError(f"format {fmt!r}: deliveries are parquet or csv")
+        if marker is not None:
+            (staging / marker).touch()
         os.chmod(staging, 0o755)
         if target.exists():
             shutil.rmtree(target)
@@ -277,13 +287,17 @@ def land_frame(frame: pd.DataFrame, landing: Path, partition: str, name: str, fm
     return target
 
 
-def is_landed(landing: Path, partition: str) -> bool:
-    """Whether a partition's folder holds at least one entry (hidden and ``_`` names aside): a data file, or
-    anything else that was delivered, which validation then quarantines (a link, a folder) rather than waiting
-    for it. A partition folder that is itself a link counts as landed too, for the same reason."""
+def is_landed(landing: Path, partition: str, marker: str | None = None) -> bool:
+    """Whether a partition is there to validate. With a completion ``marker`` (the source's
+    ``completion_marker``), once the marker is in its folder: the writer says the partition is whole. Without,
+    once the folder holds at least one entry (hidden and ``_`` names aside): a data file, or anything else that was
+    delivered, which validation then quarantines (a link, a folder) rather than waiting for it. A partition folder
+    that is itself a link counts as landed too, for the same reason."""
     directory = partition_dir(landing, partition)
     if directory.is_symlink():
         return True
+    if marker is not None:
+        return os.path.lexists(directory / marker)
     try:
         return any(not p.name.startswith((".", "_")) for p in directory.iterdir())
     except (FileNotFoundError, NotADirectoryError):

@@ -81,6 +81,7 @@ def test_the_sensor_starts_from_its_trigger_with_the_partition_templated():
         "partition": "{{ data_interval_start | ds }}",
         "wait_seconds": 3600.0,
         "poke_interval": 1,
+        "marker": "_SUCCESS",
         "end_from_trigger": True,
     }
     # The triggerer renders the operator's template fields that are also trigger arguments.
@@ -94,6 +95,19 @@ def test_a_timeout_fails_the_task_naming_the_folder(airloop_home):
     sensor = _sensor()
     sensor.partition = "2013-01-05"
     with pytest.raises(
-        AirflowFailException, match=r"did not land within 1:00:00: nothing in .*date=2013-01-05"
+        AirflowFailException,
+        match=r"did not land within 1:00:00: no completion marker _SUCCESS in .*date=2013-01-05",
     ):
         sensor.execute_complete({}, {"status": "timeout", "partition": "2013-01-05"})
+
+
+def test_with_a_marker_files_without_it_are_still_waited_for(airloop_home):
+    """A writer still writing (files there, no _SUCCESS yet) is waited for; the marker ends the wait."""
+    _land(airloop_home)
+    event = _first_event(_trigger(wait_seconds=0.2, marker="_SUCCESS"))
+    assert event.payload == {"status": "timeout", "partition": "2013-01-05"}
+    (airloop_home.landing_for(MODEL) / "date=2013-01-05" / "_SUCCESS").touch()
+    assert _first_event(_trigger(marker="_SUCCESS")).payload == {
+        "status": "landed",
+        "partition": "2013-01-05",
+    }

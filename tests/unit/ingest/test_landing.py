@@ -192,3 +192,24 @@ def test_an_unknown_contract_timezone_is_refused(spec):
     raw["contract"]["timezone"] = "Mars/Olympus"
     with pytest.raises(ValueError, match="'Mars/Olympus' is not a time zone"):
         type(spec).model_validate(raw)
+
+
+def test_with_a_completion_marker_a_partition_lands_when_the_marker_does(tmp_path, spec):
+    folder = tmp_path / "date=2013-01-01"
+    folder.mkdir()
+    (folder / "flights.csv").write_text("x\n1\n")
+    assert is_landed(tmp_path, "2013-01-01") and not is_landed(tmp_path, "2013-01-01", "_SUCCESS")
+    (folder / "_SUCCESS").touch()
+    assert is_landed(tmp_path, "2013-01-01", "_SUCCESS")
+    assert find_partition(tmp_path, "2013-01-01").files == (folder / "flights.csv",)  # the marker is no data
+    written = write_partition(day_frame(date(2013, 1, 2)), tmp_path, date(2013, 1, 2))
+    assert sorted(p.name for p in written.iterdir()) == ["_SUCCESS", "flights.parquet"]
+    assert spec.source.completion_marker == "_SUCCESS"
+
+
+@pytest.mark.parametrize("marker", ["flights.csv", "_", "../_SUCCESS", "_a/b"])
+def test_a_completion_marker_is_a_hidden_or_underscored_file_name(spec, marker):
+    raw = spec.model_dump()
+    raw["source"]["completion_marker"] = marker
+    with pytest.raises(ValueError, match="completion_marker"):
+        type(spec).model_validate(raw)
