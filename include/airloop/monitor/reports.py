@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airloop.core.files import write_text
 from airloop.core.spec import MonitoringSpec
 from airloop.model.task import PREDICTION, Task
+from airloop.vendor.evidently import safe_report_html
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,7 +150,7 @@ def write_report_page(
         f"<h1>{esc(title)}</h1><table>{rows}</table>",
     ]
     for heading, snapshot in sections:
-        parts += [f"<h2>{esc(heading)}</h2>", snapshot.get_html_str(as_iframe=True)]
+        parts += [f"<h2>{esc(heading)}</h2>", safe_report_html(snapshot)]
     parts += [_FIT_FRAMES, "</body></html>"]
     return write_text(path, "\n".join(parts))
 

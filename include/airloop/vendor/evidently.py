@@ -1,6 +1,14 @@
-"""What airloop reads from Evidently's snapshots: the ``snapshot.dict()`` form, in one place.
+"""What airloop reads from Evidently's snapshots: the ``snapshot.dict()`` form, and its HTML, in one place.
 
-Evidently 0.7 lists each metric with its config (``type`` is the metric class's full name, so metrics are found
+**HTML.** Evidently 0.7 writes a report's data into its page as ``<script> var metric_<id> = <json>; var
+additional_graphs_metric_<id> = <json>;\n</script>`` with plain ``json.dumps``, which leaves ``</script>`` inside a
+string as it is: a delivered value such as ``</script><img src=x onerror=...>`` (a destination airport, any
+free-text column) ends the script there and runs in the browser of whoever opens the report.
+:func:`safe_report_html` escapes ``</`` as ``<\\/`` inside those data blocks (the same string to JavaScript; JSON
+has no ``<`` outside strings, and ``json.dumps`` escapes every newline inside one, so a block ends at the first
+newline followed by ``</script>``) and wraps the page in the frame Evidently's ``as_iframe`` makes.
+
+**Snapshots.** Evidently 0.7 lists each metric with its config (``type`` is the metric class's full name, so metrics are found
 by the suffix ``:<ClassName>``; a ``ValueDrift`` carries its resolved ``method`` and ``threshold`` there) and its
 value; a metric's tests refer to it by ``metric_config.metric_id``. ``tests/unit/vendor/test_vendor.py`` runs real
 reports and pins every field read here.
@@ -8,6 +16,8 @@ reports and pins every field read here.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +31,25 @@ class SnapshotDrift:
 
     features: list[ColumnDrift]
     prediction: ColumnDrift | None
+
+
+#: A data block of Evidently's page: its opening up to the first variable, then everything to the block's end.
+_DATA_BLOCK = re.compile(r"(<script>\s*var metric_[0-9a-f]+ = )(.*?)(\n</script>)", re.DOTALL)
+
+
+def safe_report_html(snapshot: Any) -> str:
+    """A snapshot's report as an ``<iframe class="evidently-ui-iframe">`` whose document cannot be broken out of
+    by the data it shows (see the module's notes)."""
+    page = snapshot.get_html_str(as_iframe=False)
+    safe, blocks = _DATA_BLOCK.subn(
+        lambda m: m.group(1) + m.group(2).replace("</", "<\\/") + m.group(3), page
+    )
+    if blocks == 0:
+        raise RuntimeError("Evidently's report page holds no data block where airloop expects one")
+    return (
+        '<iframe class=\'evidently-ui-iframe\' width="100%" frameborder="0" '
+        f'srcdoc="{html.escape(safe, quote=True)}"></iframe>'
+    )
 
 
 def metric_kind(metric: Mapping[str, Any]) -> str:

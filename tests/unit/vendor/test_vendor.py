@@ -266,3 +266,42 @@ def test_aiosmtpd_free_port_controller_binds_a_real_port_serves_and_stops():
     assert len(received) == 1 and b"Subject: hi" in received[0]
     with pytest.raises(OSError), smtplib.SMTP("127.0.0.1", port, timeout=2):
         pass
+
+
+def test_report_html_cannot_be_broken_out_of_by_the_data_it_shows():
+    """Evidently writes its data into a script with plain json.dumps: a value holding </script> would end it."""
+    import html
+    import re
+
+    import numpy as np
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from airloop.vendor.evidently import safe_report_html
+
+    bad = "</script><img src=x onerror=alert(1)>"
+    reference = pd.DataFrame({"dest": ["BOS", "LAX"] * 50, "x": np.arange(100.0)})
+    current = pd.DataFrame({"dest": ["BOS", bad] * 50, "x": np.arange(100.0)})
+    definition = DataDefinition(numerical_columns=["x"], categorical_columns=["dest"])
+    snapshot = Report([DataDriftPreset()]).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
+    unsafe = snapshot.get_html_str(as_iframe=False)
+    assert bad in unsafe  # what Evidently itself writes: the reason for the seam
+    frame = safe_report_html(snapshot)
+    assert frame.startswith("<iframe class='evidently-ui-iframe'") and frame.endswith("</iframe>")
+    page = html.unescape(re.search(r'srcdoc="([^"]*)"', frame, re.DOTALL).group(1))
+    assert bad not in page and "<\\/script><img src=x onerror=alert(1)>" in page
+    # The page closes as many scripts as the same report on harmless data: the data's own were all escaped.
+    harmless = current.replace(bad, "JFK")
+    plain = Report([DataDriftPreset()]).run(
+        Dataset.from_pandas(harmless, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
+    assert (
+        page.count("</script>")
+        == plain.get_html_str(as_iframe=False).count("</script>")
+        < unsafe.count("</script>")
+    )
