@@ -173,6 +173,13 @@ class LandingSourceSpec(_Source):
         "cannot mark completion)",
     )
 
+    @field_validator("completion_marker")
+    @classmethod
+    def _a_file_name(cls, marker: str | None) -> str | None:
+        if marker is not None and set(marker) == {"."}:
+            raise ValueError(f"{marker!r} names a folder, not a marker file")
+        return marker
+
 
 #: The bind parameters a SQL source's query gets: the bounds of the run's data interval.
 SQL_BOUNDS = ("start", "end")

@@ -8,6 +8,7 @@ unreadable files are problems of the delivery, quarantined with their reason, ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -61,7 +62,12 @@ def find_partition(landing: Path, partition: str) -> PartitionFiles:
         return PartitionFiles(partition, directory, (), digest, 0, (problem,))
     if not directory.is_dir():
         raise SourceError(f"partition {partition}: folder {directory} does not exist")
-    entries = tuple(sorted(p for p in directory.iterdir() if not p.name.startswith((".", "_"))))
+    try:
+        entries = tuple(sorted(p for p in directory.iterdir() if not p.name.startswith((".", "_"))))
+    except OSError as exc:
+        digest = hashlib.sha256(f"unlistable\0{exc.errno}".encode()).hexdigest()
+        problem = f"partition folder {directory} cannot be listed: {exc.strerror or exc}"
+        return PartitionFiles(partition, directory, (), digest, 0, (problem,))
     digest = hashlib.sha256()
     total = 0
     problems = []
@@ -126,7 +132,17 @@ def keep_entry(entry: Path, target: Path) -> str | None:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         elif stat.S_ISREG(mode):
-            shutil.copy2(entry, target)
+            # Copied beside the target, then renamed over it: a rename replaces whatever is at the target (a link
+            # kept from an earlier delivery included) and never writes through it.
+            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            os.close(handle)
+            try:
+                shutil.copy2(entry, temporary)
+                os.replace(temporary, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
         else:
             return f"{entry.name}: not a regular file, not kept"
     except (OSError, shutil.Error) as exc:
@@ -192,6 +208,7 @@ def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
 
     problems: list[str] = []
     more = 0
+    csv.field_size_limit(1 << 30)  # a long text field is no reason to skip the check (the default is 128 KiB)
     try:
         with file.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -207,8 +224,10 @@ def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
                         )
                     else:
                         more += 1
-    except (UnicodeDecodeError, csv.Error):
-        return []
+    except UnicodeDecodeError:
+        return []  # not UTF-8 text: the reader names it
+    except csv.Error as exc:
+        return [f"file {file.name}, line {reader.line_num}: not valid CSV: {exc}"]
     if more:
         problems.append(f"file {file.name}: {more} more line(s) with the wrong number of fields")
     return problems
@@ -249,7 +268,10 @@ def _as_utc(values: pd.Series, zone: str) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(values.dtype):
-        return values.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
+        try:
+            return values.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
+        except Exception:  # noqa: BLE001 - a local time the zone cannot place: the naive values tell validation
+            return values
     return values
 
 
@@ -302,3 +324,5 @@ def is_landed(landing: Path, partition: str, marker: str | None = None) -> bool:
         return any(not p.name.startswith((".", "_")) for p in directory.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return False
+    except PermissionError:
+        return True  # there, but unreadable: validation quarantines it with the reason

@@ -147,6 +147,11 @@ def validate_frame(
     failures = _describe_failures(result_dict, spec)
     unstorable = nul_failures(df, spec) + (outside_failures(df, spec, interval) if interval else [])
     result.meta["airloop"] = {"result_id": result_id, "model": spec.name, "batch_key": batch_key}
+    if unstorable:
+        # Checks of airloop's own (no GX expectation holds them): the kept result and its Data Docs page must not
+        # say "success" for a batch that failed them.
+        result.meta["airloop"]["failures"] = unstorable
+        result_dict["success"] = False
     result_dict["meta"]["airloop"] = result.meta["airloop"]
 
     result_path = Path(results_dir) / spec.name / _safe(batch_key) / f"{result_id}.json"

@@ -4,8 +4,9 @@
 additional_graphs_metric_<id> = <json>;\n</script>`` with plain ``json.dumps``, which leaves ``</script>`` inside a
 string as it is: a delivered value such as ``</script><img src=x onerror=...>`` (a destination airport, any
 free-text column) ends the script there and runs in the browser of whoever opens the report.
-:func:`safe_report_html` escapes ``</`` as ``<\\/`` inside those data blocks (the same string to JavaScript; JSON
-has no ``<`` outside strings, and ``json.dumps`` escapes every newline inside one, so a block ends at the first
+:func:`safe_report_html` escapes every ``<`` as ``\\u003c`` inside those data blocks (the same string to
+JavaScript, where ``<!--`` would otherwise change where the HTML parser ends the script; JSON has no ``<`` outside
+strings, and ``json.dumps`` escapes every newline inside one, so a block ends at the first
 newline followed by ``</script>``) and wraps the page in the frame Evidently's ``as_iframe`` makes.
 
 **Snapshots.** Evidently 0.7 lists each metric with its config (``type`` is the metric class's full name, so metrics are found
@@ -42,7 +43,7 @@ def safe_report_html(snapshot: Any) -> str:
     by the data it shows (see the module's notes)."""
     page = snapshot.get_html_str(as_iframe=False)
     safe, blocks = _DATA_BLOCK.subn(
-        lambda m: m.group(1) + m.group(2).replace("</", "<\\/") + m.group(3), page
+        lambda m: m.group(1) + m.group(2).replace("<", "\\u003c") + m.group(3), page
     )
     if blocks == 0:
         raise RuntimeError("Evidently's report page holds no data block where airloop expects one")

@@ -213,3 +213,25 @@ def test_a_completion_marker_is_a_hidden_or_underscored_file_name(spec, marker):
     raw["source"]["completion_marker"] = marker
     with pytest.raises(ValueError, match="completion_marker"):
         type(spec).model_validate(raw)
+
+
+def test_keeping_a_file_replaces_a_link_left_at_the_target_never_writes_through_it(tmp_path):
+    outside = tmp_path / "outside.cfg"
+    outside.write_text("precious")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "flights.csv").symlink_to(
+        outside
+    )  # what an earlier delivery (a link) left in the quarantine folder
+    delivered = tmp_path / "flights.csv"
+    delivered.write_text("x\n1\n")
+    assert keep_entry(delivered, kept / "flights.csv") is None
+    assert outside.read_text() == "precious"
+    assert not (kept / "flights.csv").is_symlink() and (kept / "flights.csv").read_text() == "x\n1\n"
+
+
+def test_a_marker_of_dots_only_is_refused(spec):
+    raw = spec.model_dump()
+    raw["source"]["completion_marker"] = ".."
+    with pytest.raises(ValueError, match="completion_marker"):
+        type(spec).model_validate(raw)

@@ -409,3 +409,12 @@ def test_rows_outside_the_partitions_interval_fail_counted_with_examples(spec, t
     raw = spec.model_dump()
     raw["contract"]["partition_tolerance_hours"] = 1
     assert _validate(frame, ModelSpec.model_validate(raw), tmp_path, interval=interval).passed
+
+
+def test_a_failure_of_airloops_own_checks_is_in_the_kept_result_too(spec, tmp_path):
+    frame = _frame()
+    frame.loc[2, "carrier"] = "A\x00A"
+    outcome = _validate(frame, _spec(), tmp_path)
+    kept = json.loads(Path(outcome.result_path).read_text())
+    assert kept["success"] is False
+    assert any("NUL character" in f for f in kept["meta"]["airloop"]["failures"])
