@@ -21,6 +21,7 @@ from airloop.promote.promote import champion_summary, promotion_history
 from airloop.retrain.policy import KEPT, PROMOTED
 from airloop.store.events import events_of
 from airloop.store.ledger import ledger_entries
+from airloop.store.outbox import undelivered_alerts
 
 #: How many of each list the text form shows (the latest ones); ``--json`` has them all.
 TEXT_BATCHES = 5
@@ -28,6 +29,7 @@ TEXT_NOT_PASSED = 10
 TEXT_RETRAINS = 5
 TEXT_HISTORY = 10
 TEXT_OPEN_DRIFT = 5
+TEXT_UNDELIVERED = 5
 #: Drifted features named per drift event.
 TEXT_TOP_FEATURES = 3
 
@@ -65,6 +67,16 @@ def warehouse_status(ctx: ModelContext) -> dict[str, Any]:
     status.update(drift_status(events))
     status["retrains"] = retrain_history(events)
     status["history"] = promotion_history(ctx)
+    status["undelivered_alerts"] = [
+        {
+            "subject": item.alert.subject,
+            "channels": list(item.missing),
+            "queued_at": _iso(item.queued_at),
+            "dag_id": item.alert.dag_id,
+            "run_id": item.alert.run_id,
+        }
+        for item in undelivered_alerts(ctx.warehouse, ctx.name)
+    ]
     return status
 
 
@@ -159,6 +171,13 @@ def format_status(status: Mapping[str, Any]) -> str:
         lines.append(
             f"  {event['at']}  {what}{' forced' if event['forced'] else ''}: {'; '.join(event['reasons'])}"
         )
+    undelivered = status.get("undelivered_alerts") or []
+    if undelivered:
+        lines += ["", f"undelivered alerts: {_latest(len(undelivered), TEXT_UNDELIVERED, 'alerts')}"]
+        lines += [
+            f"  {_when(a['queued_at'])}  owed by {', '.join(a['channels'])}: {a['subject']}"
+            for a in undelivered[-TEXT_UNDELIVERED:]
+        ]
     return "\n".join(lines)
 
 

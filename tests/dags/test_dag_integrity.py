@@ -14,6 +14,9 @@ pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+#: Files of one DAG for the whole deployment (``airloop_*``), not one per model.
+DEPLOYMENT_DAG_FILES = {"alert_outbox.py"}
+STAGE_DAG_FILES = [p for p in DAG_FILES if p.name not in DEPLOYMENT_DAG_FILES]
 HEAVY = [
     "pandas",
     "numpy",
@@ -80,7 +83,7 @@ def test_parse_does_no_work(path: Path):
     print(f"{path.name}: parsed in {result['seconds']:.3f} s (airflow.sdk already imported)")
 
 
-@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
+@pytest.mark.parametrize("path", STAGE_DAG_FILES, ids=[p.name for p in STAGE_DAG_FILES])
 def test_a_task_process_builds_only_the_dag_it_runs(path: Path):
     """Airflow's parsing context (set when a task process parses the file) names the DAG: the file builds that
     DAG alone; the DAG processor (no context) builds every model's."""
@@ -113,6 +116,17 @@ def test_every_dag_has_owner_tags_retries_and_docs(dagbag):
         for t in dag.tasks:
             assert t.owner not in ("", "airflow"), f"{dag_id}.{t.task_id} has no owner"
             assert t.retries is not None, f"{dag_id}.{t.task_id}"
+
+
+def test_the_alert_outbox_is_one_dag_for_the_deployment_on_the_settings_schedule(dagbag):
+    dag = dagbag.dags["airloop_alert_outbox"]
+    assert [t.task_id for t in dag.tasks] == ["redeliver_alerts"]
+    assert dag.timetable.expression == "*/10 * * * *"  # config/airloop.yaml
+    assert (dag.catchup, dag.max_active_runs, dag.is_paused_upon_creation) == (False, 1, False)
+    # A failure alert for it would be one more alert for the outbox, by the channels that are down.
+    assert dag.get_task("redeliver_alerts").on_failure_callback in (None, [])
+    assert dag.params["grace_minutes"] == 15
+    assert [d for d in dagbag.dag_ids if d.startswith("airloop_")] == ["airloop_alert_outbox"]
 
 
 def test_ingest_dag_shape(dagbag):
@@ -243,7 +257,8 @@ def test_a_broken_spec_is_its_own_import_error_and_hides_no_other_model(tmp_path
     stages = ("ingest", "train", "score", "monitor", "retrain")
     assert {f"flights_delay_{stage}" for stage in stages} <= set(bag.dag_ids)
     assert not any(dag_id.startswith("flights_broken") for dag_id in bag.dag_ids)
-    assert sorted(Path(path).name for path in bag.import_errors) == sorted(p.name for p in DAG_FILES)
+    assert sorted(Path(path).name for path in bag.import_errors) == sorted(p.name for p in STAGE_DAG_FILES)
+    assert "airloop_alert_outbox" in bag.dag_ids  # the other models' alerts still go out
     for error in bag.import_errors.values():
         assert (
             f"{tmp_path / 'flights_broken.yaml'}: field 'promotion.metric': 'rmse' is not a metric" in error

@@ -10,10 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from channels import point_at_nothing
 
 from airloop.core.events import EventKind
 from airloop.core.spec import load_spec
 from airloop.local.demo.replay import day_frame, write_partition
+from airloop.model.context import ModelContext
+from airloop.status import format_status, warehouse_status
 from airloop.store.db import engine_for
 from airloop.store.events import events_of
 from airloop.store.ledger import ledger_entries, partition_row_count
@@ -24,14 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2013, 1, 2)
 
 
-def _ingest_dag():
+def _dag(file: str, dag_id: str):
     from airloop.core.settings import settings
 
     settings.cache_clear()
-    module_spec = importlib.util.spec_from_file_location("ingest_dags", ROOT / "dags" / "ingest.py")
+    module_spec = importlib.util.spec_from_file_location(f"dags_{dag_id}", ROOT / "dags" / file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return module.flights_delay_ingest
+    return getattr(module, dag_id)
+
+
+def _ingest_dag():
+    return _dag("ingest.py", "flights_delay_ingest")
 
 
 def _run(day: date) -> str:
@@ -341,3 +348,52 @@ def test_a_partition_without_its_completion_marker_is_waited_for_not_read(env, c
 
     assert not sa.inspect(engine).has_table("airloop_batch_ledger") or "2013-01-02" not in _ledger(engine)
     assert not sa_has_rows(engine, spec)
+
+
+@pytest.mark.parametrize("warehouse_url", ["postgresql"], indirect=True)
+def test_alerts_undelivered_past_every_retry_go_out_once_when_the_channels_answer(env, monkeypatch):
+    """Both channels down through the alert task's four tries: the quarantine alert and the alert task's own
+    failure alert stay queued, `airloop status` lists them, and the outbox DAG delivers each once by each channel
+    when the channels answer again (leaving alone what is younger than its grace)."""
+    from airflow.sdk.definitions._internal import abstractoperator
+
+    # The retries are what is tested, not their 10-80 s waits: Airflow's cap on a retry's delay
+    # ([core] max_task_retry_delay, read once on import) brought down to a second for this run.
+    monkeypatch.setattr(abstractoperator, "MAX_RETRY_DELAY", 1)
+    config, spec, engine, catcher = env
+    frame = day_frame(DAY)
+    frame.loc[3, "carrier"] = "ZZ"
+    write_partition(frame, _landing(config), DAY)
+    for channel in ("email", "slack"):
+        point_at_nothing(monkeypatch, channel, catcher, "airloop@example.com")
+
+    assert _run(DAY) == "failed"
+    assert _ledger(engine)["2013-01-02"].status == "quarantined"
+    ctx = ModelContext.load("flights_delay")
+    status = warehouse_status(ctx)
+    owed = status["undelivered_alerts"]
+    assert [a["channels"] for a in owed] == [["email", "slack"], ["email", "slack"]]
+    assert "batch 2013-01-02 quarantined" in owed[0]["subject"]
+    assert "task flights_delay_ingest.alert_quarantine failed: AlertDeliveryError" in owed[1]["subject"]
+    assert "undelivered alerts: 2 alerts" in format_status(status)
+    assert catcher.emails() == [] and catcher.webhooks() == []
+
+    monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SMTP", catcher.smtp_connection("airloop@example.com"))
+    monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SLACK", catcher.slack_connection())
+    outbox = _dag("alert_outbox.py", "airloop_alert_outbox")
+    assert (
+        outbox.test().state == "success"
+    )  # queued a minute ago: the alert task's retries may still be on it
+    assert catcher.emails() == []
+
+    assert outbox.test(run_conf={"grace_minutes": 0}).state == "success"
+    assert sorted(m["Subject"] for m in catcher.emails()) == sorted(a["subject"] for a in owed)
+    hooks = [h["text"] for h in catcher.webhooks()]
+    assert len(hooks) == 2
+    assert any("Batch 2013-01-02" in h for h in hooks) and any("Task alert_quarantine" in h for h in hooks)
+
+    assert outbox.test(run_conf={"grace_minutes": 0}).state == "success"
+    assert len(catcher.emails()) == 2 and len(catcher.webhooks()) == 2
+    assert warehouse_status(ctx)["undelivered_alerts"] == []
+    sent = [e for e in events_of(engine, "flights_delay") if e.kind == EventKind.ALERT_SENT]
+    assert sorted(e.payload.channel for e in sent) == ["email", "email", "slack", "slack"]

@@ -11,7 +11,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from channels import point_at_nothing, unused_port
 
 from airloop.alerts import Alert, quarantine_alert
 from airloop.core.errors import AirloopError
@@ -69,22 +69,6 @@ def alert() -> Alert:
     )
 
 
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _point_at_nothing(monkeypatch: pytest.MonkeyPatch, channel: str, catcher: AlertCatcher) -> None:
-    dead = _unused_port()
-    if channel == "email":
-        conn = json.loads(catcher.smtp_connection(from_email=SENDER)) | {"port": dead}
-        monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SMTP", json.dumps(conn))
-    else:
-        conn = json.loads(catcher.slack_connection()) | {"host": f"127.0.0.1:{dead}/services"}
-        monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SLACK", json.dumps(conn))
-
-
 @pytest.mark.parametrize(("down", "up"), [("email", "slack"), ("slack", "email")])
 def test_a_channel_whose_server_is_down_fails_alone(
     notify: ModuleType,
@@ -94,7 +78,7 @@ def test_a_channel_whose_server_is_down_fails_alone(
     down: str,
     up: str,
 ) -> None:
-    _point_at_nothing(monkeypatch, down, connections)
+    point_at_nothing(monkeypatch, down, connections, SENDER)
     results = {r.channel: r for r in notify.send_alert(SPEC, alert)}
     assert not results[down].ok
     assert "Connection refused" in results[down].error
@@ -106,7 +90,7 @@ def test_a_channel_whose_server_is_down_fails_alone(
 def test_raise_if_failed_names_the_failed_channel_and_connection(
     notify: ModuleType, connections: AlertCatcher, alert: Alert, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _point_at_nothing(monkeypatch, "slack", connections)
+    point_at_nothing(monkeypatch, "slack", connections, SENDER)
     results = notify.send_alert(SPEC, alert)
     with pytest.raises(
         notify.AlertDeliveryError, match=r"not delivered by slack: slack \(connection 'airloop_slack'\)"
@@ -164,7 +148,7 @@ def test_alert_arrives_by_email_and_slack_verbatim(
 
 
 def test_catcher_runs_as_a_process_until_sigterm(tmp_path: Path) -> None:
-    smtp_port, http_port = _unused_port(), _unused_port()
+    smtp_port, http_port = unused_port(), unused_port()
     args = ["--dir", str(tmp_path), "--smtp-port", str(smtp_port), "--http-port", str(http_port)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "airloop.local.catcher", *args], stderr=subprocess.PIPE, text=True

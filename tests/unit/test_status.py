@@ -332,3 +332,47 @@ def test_retrains_on_the_champions_age_alone_and_with_a_drift_event(engine, airl
         "on drift in 2013-09-26..2013-09-28 and the champion's age (41 days): champion v3 kept, challenger v4 "
         "refused, train run retrain__both"
     ) in text
+
+
+def test_alerts_a_channel_still_owes_are_listed_until_delivered(ctx, engine):
+    from airloop.core.events import AlertQueuedPayload, AlertSentPayload
+    from airloop.store.outbox import queue_alert, record_delivery
+
+    keys = [f"alert:drift:flights_delay:2013-01-{d:02d}:" for d in range(1, 9)]
+    for key in keys:
+        queue_alert(
+            engine,
+            "flights_delay",
+            AlertQueuedPayload(
+                key=key,
+                channels=["email", "slack"],
+                subject=f"drift {key}",
+                text="t",
+                html="h",
+                slack_text="s",
+                dag_id="flights_delay_monitor",
+                run_id="r",
+            ),
+        )
+    for key in keys[:-1]:
+        record_delivery(
+            engine,
+            "flights_delay",
+            key,
+            AlertSentPayload(channel="email", conn_id="c", subject="s", dag_id=None, run_id=None),
+        )
+    record_delivery(
+        engine,
+        "flights_delay",
+        keys[0],
+        AlertSentPayload(channel="slack", conn_id="c", subject="s", dag_id=None, run_id=None),
+    )
+
+    status = warehouse_status(ctx)
+    owed = status["undelivered_alerts"]
+    assert [a["subject"] for a in owed] == [f"drift {k}" for k in keys[1:]]
+    assert [a["channels"] for a in owed] == [["slack"]] * 6 + [["email", "slack"]]
+    text = format_status(status)
+    assert "undelivered alerts: the last 5 of 7 alerts" in text
+    assert text.rstrip().endswith(f"owed by email, slack: drift {keys[-1]}")
+    assert f"drift {keys[1]}" not in text

@@ -1,22 +1,36 @@
-"""Alerts sent by airloop's tasks: composed by :mod:`airloop.alerts`, delivered by the providers' notifiers.
+"""Alerts sent by airloop's tasks: composed by :mod:`airloop.alerts`, delivered by the providers' notifiers, at least
+once.
 
-Every channel an alert task delivered is written to the event log (kind ``alert_sent``, with the DAG run it
-belongs to), so a retried task re-sends only what failed. Task failures are announced by an on-failure callback
-(:func:`alert_task_failure`, wired by :class:`airloop.airflow.dagkit.FailureAlert`).
+An alert task first queues its alert in the outbox (:mod:`airloop.store.outbox`, in the event log), then sends it
+by each channel not yet recorded as delivered, recording each delivery (kind ``alert_sent``, with the DAG run it
+belongs to): a retried task re-sends only what failed. An alert still owed when the task's retries run out stays
+queued; the ``airloop_alert_outbox`` DAG sends it again (:func:`redeliver_alerts`) until every channel has
+delivered it. Task failures are announced by an on-failure callback (:func:`alert_task_failure`, wired by
+:class:`airloop.airflow.dagkit.FailureAlert`), queued only when a channel failed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airloop.airflow.notify import AlertDeliveryError, raise_if_failed, send_alert
+from sqlalchemy.engine import Engine
+
+from airloop.airflow.notify import (
+    AlertDeliveryError,
+    ChannelResult,
+    configured_channels,
+    raise_if_failed,
+    send_alert,
+)
 from airloop.alerts import Alert, drift_alert, failure_alert, quarantine_alert, retrain_alert
 from airloop.core.contracts import MonitorResult, Quarantined, RetrainOutcome
-from airloop.core.events import AlertSentPayload
+from airloop.core.events import AlertQueuedPayload, AlertSentPayload
+from airloop.core.spec import ModelSpec
 from airloop.model.context import ModelContext
-from airloop.store.events import event_keys, record_event
+from airloop.store.outbox import delivered_channels, queue_alert, record_delivery, undelivered_alerts
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +38,12 @@ log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 1500
 #: Tasks whose ids start with this deliver alerts (``alert_quarantine``, ``alert_drift``).
 ALERT_TASK_PREFIX = "alert_"
+#: What an undelivered alert's task failure says about it.
+QUEUED_NOTE = (
+    "; the alert stays queued and is sent again by airloop_alert_outbox until every channel delivers it"
+)
+#: How long the outbox leaves a queued alert to the task that queued it: longer than an alert task's retries.
+OUTBOX_GRACE = timedelta(minutes=15)
 
 
 def alert_quarantine(
@@ -111,33 +131,116 @@ def alert_task_failure(ctx: ModelContext, context: Mapping[str, Any]) -> list[di
             links=_run_link(context),
         )
         results = send_alert(ctx.spec.alerts, alert, context)
+        if not all(r.ok for r in results):
+            # Queued only now: a failure alert that went out must not create or touch the warehouse.
+            key = f"alert:failure:{ctx.name}:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{ti.try_number}:"
+            _queue(ctx, alert, key, context)
+            _record(ctx, alert, key, results, context)
     except Exception:  # a failure alert must never hide the task's own error
         log.exception("the failure alert for %s.%s of %s could not be sent", ti.dag_id, ti.task_id, ctx.name)
         return []
     return [{"channel": r.channel, "ok": r.ok, "error": r.error} for r in results]
 
 
+def redeliver_alerts(
+    engine: Engine,
+    specs: Mapping[str, ModelSpec],
+    context: Mapping[str, Any],
+    *,
+    grace: timedelta = OUTBOX_GRACE,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Send every alert queued more than ``grace`` ago by the channels that have not delivered it yet, recording
+    each delivery; raises :class:`~airloop.airflow.notify.AlertDeliveryError` when a channel failed again (the
+    alert stays queued for the next run).
+
+    ``specs`` are the deployment's models by name: a channel's connection comes from its model's spec as it is
+    now. A channel the spec no longer configures stays owed (``airloop status`` lists it) and is not tried.
+    """
+    owed = undelivered_alerts(engine, queued_before=(now or datetime.now(UTC)) - grace)
+    failed: list[ChannelResult] = []
+    delivered = skipped = 0
+    for item in owed:
+        spec = specs.get(item.model)
+        if spec is None:
+            log.warning("alert %r of %s is owed but no spec names that model", item.alert.subject, item.model)
+            skipped += 1
+            continue
+        queued = item.alert
+        alert = Alert(
+            subject=queued.subject, text=queued.text, html=queued.html, slack_text=queued.slack_text
+        )
+        already = set(configured_channels(spec.alerts)) - set(item.missing)
+        results = send_alert(spec.alerts, alert, context, skip=already)
+        for result in results:
+            if result.ok:
+                sent = AlertSentPayload(
+                    channel=result.channel,
+                    conn_id=result.conn_id,
+                    subject=queued.subject,
+                    dag_id=queued.dag_id,
+                    run_id=queued.run_id,
+                )
+                record_delivery(engine, item.model, queued.key, sent, partition=item.partition)
+                delivered += 1
+            else:
+                failed.append(result)
+    summary = {"owed": len(owed), "delivered": delivered, "failed": len(failed), "unknown_model": skipped}
+    log.info("alert outbox: %s", summary)
+    raise_if_failed(failed, QUEUED_NOTE)
+    return summary
+
+
 def _deliver(
     ctx: ModelContext, alert: Alert, key: str, context: Mapping[str, Any], *, partition: str | None = None
 ) -> list[dict[str, Any]]:
-    """Send ``alert`` by the channels not yet recorded under ``key``, record the delivered ones, and raise
-    :class:`~airloop.airflow.notify.AlertDeliveryError` for the failed ones."""
-    engine = ctx.warehouse
-    sent = {k.removeprefix(key) for k in event_keys(engine, key)}
+    """Queue ``alert`` under ``key``, send it by the channels not yet recorded as delivered, record the delivered
+    ones, and raise :class:`~airloop.airflow.notify.AlertDeliveryError` for the failed ones."""
+    _queue(ctx, alert, key, context, partition=partition)
+    sent = delivered_channels(ctx.warehouse, key)
     results = send_alert(ctx.spec.alerts, alert, context, skip=sent)
+    _record(ctx, alert, key, results, context, partition=partition)
+    raise_if_failed(results, QUEUED_NOTE)
+    return [{"channel": r.channel, "ok": r.ok, "error": r.error} for r in results]
+
+
+def _queue(
+    ctx: ModelContext, alert: Alert, key: str, context: Mapping[str, Any], *, partition: str | None = None
+) -> None:
+    ti = context.get("ti")
+    queued = AlertQueuedPayload(
+        key=key,
+        channels=configured_channels(ctx.spec.alerts),
+        subject=alert.subject,
+        text=alert.text,
+        html=alert.html,
+        slack_text=alert.slack_text,
+        dag_id=getattr(ti, "dag_id", None),
+        run_id=getattr(ti, "run_id", None),
+    )
+    queue_alert(ctx.warehouse, ctx.name, queued, partition=partition)
+
+
+def _record(
+    ctx: ModelContext,
+    alert: Alert,
+    key: str,
+    results: list[ChannelResult],
+    context: Mapping[str, Any],
+    *,
+    partition: str | None = None,
+) -> None:
     ti = context.get("ti")
     for result in results:
         if result.ok:
-            payload = AlertSentPayload(
+            sent = AlertSentPayload(
                 channel=result.channel,
                 conn_id=result.conn_id,
                 subject=alert.subject,
                 dag_id=getattr(ti, "dag_id", None),
                 run_id=getattr(ti, "run_id", None),
             )
-            record_event(engine, ctx.name, payload, partition=partition, dedup_key=key + result.channel)
-    raise_if_failed(results)
-    return [{"channel": r.channel, "ok": r.ok, "error": r.error} for r in results]
+            record_delivery(ctx.warehouse, ctx.name, key, sent, partition=partition)
 
 
 def _run_link(context: Mapping[str, Any]) -> dict[str, str]:

@@ -40,10 +40,10 @@ class ChannelResult:
 class AlertDeliveryError(AirloopError):
     """At least one alert channel failed; the task should fail and retry the failed channels only."""
 
-    def __init__(self, failed: list[ChannelResult]) -> None:
+    def __init__(self, failed: list[ChannelResult], note: str = "") -> None:
         self.failed = failed
         detail = "; ".join(f"{r.channel} (connection {r.conn_id!r}): {r.error}" for r in failed)
-        super().__init__(f"alert not delivered by {', '.join(r.channel for r in failed)}: {detail}")
+        super().__init__(f"alert not delivered by {', '.join(r.channel for r in failed)}: {detail}{note}")
 
 
 def send_alert(
@@ -78,11 +78,16 @@ def send_alert(
     return results
 
 
-def raise_if_failed(results: list[ChannelResult]) -> None:
-    """Raise :class:`AlertDeliveryError` naming every failed channel, if any failed."""
+def raise_if_failed(results: list[ChannelResult], note: str = "") -> None:
+    """Raise :class:`AlertDeliveryError` naming every failed channel (and ending with ``note``), if any failed."""
     failed = [r for r in results if not r.ok]
     if failed:
-        raise AlertDeliveryError(failed)
+        raise AlertDeliveryError(failed, note)
+
+
+def configured_channels(alerts: AlertsSpec) -> list[str]:
+    """The channels ``alerts`` configures, in delivery order."""
+    return [channel for channel, conn in ((EMAIL, alerts.email), (SLACK, alerts.slack)) if conn is not None]
 
 
 def _channels(alerts: AlertsSpec, alert: Alert) -> list[tuple[str, str, Callable[[], BaseNotifier]]]:

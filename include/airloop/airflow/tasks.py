@@ -7,13 +7,13 @@ DAG files wire these; a task body is one call. Everything here runs in a task pr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain
+from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain, redeliver_alerts
 from airloop.airflow.dagkit import GATE, RESULT, VERDICT
 from airloop.airflow.promotion import approval_from_response
 from airloop.core.contracts import (
@@ -26,15 +26,17 @@ from airloop.core.contracts import (
     Verdict,
 )
 from airloop.core.partitions import partition_key
+from airloop.core.settings import settings
 from airloop.core.spec import SqlSourceSpec
 from airloop.ingest.extract import extract_partition
 from airloop.ingest.ingest import load_partition, quarantine_partition, validate_partition
-from airloop.model.context import ModelContext
+from airloop.model.context import ModelContext, load_model_specs
 from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.monitor.monitor import monitor_window, record_drift
 from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.retrain.retrain import retrain_outcome
 from airloop.score.score import partitions_to_score, score_partitions, unscored_partitions
+from airloop.store.db import open_warehouse
 from airloop.train.train import train_challenger
 
 
@@ -219,3 +221,18 @@ def _done_or_skip(result: Any, done: bool, reason: str | None) -> Any:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# -- airloop_alert_outbox ---------------------------------------------------------------------------------------
+
+
+def redeliver_queued_alerts(grace_minutes: float, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Send the alerts queued more than ``grace_minutes`` ago that a channel has not delivered, for every model."""
+    config = settings()
+    folder = load_model_specs(config.models_dir, cache_dir=config.cache_dir / "specs")
+    return redeliver_alerts(
+        open_warehouse(config.warehouse_url),
+        {spec.name: spec for spec in folder.specs},
+        context,
+        grace=timedelta(minutes=grace_minutes),
+    )

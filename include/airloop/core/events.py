@@ -26,6 +26,7 @@ class EventKind(StrEnum):
     DRIFT_HANDLED = "drift_handled"
     AGE_RETRAIN = "age_retrain"
     ALERT_SENT = "alert_sent"
+    ALERT_QUEUED = "alert_queued"
 
 
 #: The kinds that move the champion.
@@ -110,6 +111,20 @@ class AlertSentPayload(Contract):
     run_id: str | None
 
 
+class AlertQueuedPayload(Contract):
+    """An alert as composed, kept before its first delivery: undelivered while a channel in ``channels`` has no
+    ``alert_sent`` event under ``key`` + the channel's name (the alert outbox, :mod:`airloop.store.outbox`)."""
+
+    key: str
+    channels: list[str]
+    subject: str
+    text: str
+    html: str
+    slack_text: str
+    dag_id: str | None
+    run_id: str | None
+
+
 PAYLOADS: dict[EventKind, type[Contract]] = {
     EventKind.QUARANTINE: QuarantinePayload,
     EventKind.PROMOTION: PromotionPayload,
@@ -119,6 +134,7 @@ PAYLOADS: dict[EventKind, type[Contract]] = {
     EventKind.DRIFT_HANDLED: DriftHandledPayload,
     EventKind.AGE_RETRAIN: AgeRetrainPayload,
     EventKind.ALERT_SENT: AlertSentPayload,
+    EventKind.ALERT_QUEUED: AlertQueuedPayload,
 }
 
 

@@ -43,6 +43,8 @@ class Settings:
     mlflow_port: int
     airflow_users: str
     parallelism: int
+    #: When the alert outbox sends queued alerts again (cron, UTC).
+    alert_outbox_schedule: str = "*/10 * * * *"
 
     @property
     def data_docs_dir(self) -> Path:
@@ -75,7 +77,10 @@ _FIELDS = {
     "mlflow_port": int,
     "airflow_users": str,
     "parallelism": int,
+    "alert_outbox_schedule": str,
 }
+#: Settings a settings file written before they existed may leave out.
+_DEFAULTS = {"alert_outbox_schedule": "*/10 * * * *"}
 
 
 def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -96,7 +101,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
     values: dict[str, Any] = {}
     for key, kind in _FIELDS.items():
-        value = env.get(f"AIRLOOP_{key.upper()}", raw.get(key))
+        value = env.get(f"AIRLOOP_{key.upper()}", raw.get(key, _DEFAULTS.get(key)))
         if value is None:
             raise ConfigError(f"{path}: setting {key!r} is missing (or set AIRLOOP_{key.upper()})")
         try:
@@ -126,6 +131,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         mlflow_port=values["mlflow_port"],
         airflow_users=values["airflow_users"],
         parallelism=values["parallelism"],
+        alert_outbox_schedule=values["alert_outbox_schedule"],
     )
 
 

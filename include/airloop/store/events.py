@@ -79,6 +79,19 @@ def events_of(engine: Engine, model: str, kinds: Iterable[EventKind] | None = No
         return [_event(row._mapping) for row in conn.execute(query)]
 
 
+def events_of_kind(
+    engine: Engine, kind: EventKind, *, model: str | None = None, created_before: datetime | None = None
+) -> list[Event]:
+    """Events of ``kind`` (of ``model``, written before ``created_before``), oldest first, payloads typed."""
+    query = sa.select(events).where(events.c.kind == EventKind(kind).value).order_by(events.c.id)
+    if model is not None:
+        query = query.where(events.c.model == model)
+    if created_before is not None:
+        query = query.where(events.c.created_at < created_before)
+    with engine.connect() as conn:
+        return [_event(row._mapping) for row in conn.execute(query)]
+
+
 def event_keys(engine: Engine, prefix: str) -> set[str]:
     """The dedup keys of logged events starting with ``prefix``."""
     with engine.connect() as conn:
