@@ -218,6 +218,11 @@ class E2EStack:
         already run (catchup) is not run again by the backfill unless ``reprocess_behavior`` says so. ``options``
         go to ``POST /api/v2/backfills`` (e.g. ``reprocess_behavior="completed"``, ``max_active_runs``).
         """
+        backfill_id = self.start_backfill(dag_id, from_date, to_date, **options)
+        return self.wait_for_backfill(backfill_id, dag_id, from_date, to_date, timeout)
+
+    def start_backfill(self, dag_id: str, from_date: datetime, to_date: datetime, **options: Any) -> int:
+        """Unpause ``dag_id`` and create a backfill of [from_date, to_date]; its id."""
         self.unpause(dag_id)  # backfill runs stay queued while the DAG is paused
         backfill = self.api(
             "POST",
@@ -227,6 +232,12 @@ class E2EStack:
             to_date=to_date.isoformat(),
             **options,
         )
+        return int(backfill["id"])
+
+    def wait_for_backfill(
+        self, backfill_id: int, dag_id: str, from_date: datetime, to_date: datetime, timeout: float = 600
+    ) -> list[dict[str, Any]]:
+        """Wait until backfill ``backfill_id`` is complete and every run of ``dag_id`` in the range finished."""
         query = {
             "logical_date_gte": from_date.isoformat(),
             "logical_date_lte": to_date.isoformat(),
@@ -235,12 +246,12 @@ class E2EStack:
         }
         deadline = time.monotonic() + timeout
         while True:
-            done = self.api("GET", f"/api/v2/backfills/{backfill['id']}")["completed_at"] is not None
+            done = self.api("GET", f"/api/v2/backfills/{backfill_id}")["completed_at"] is not None
             runs = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", query=query)["dag_runs"]
             if done and all(run["state"] in _FINISHED for run in runs):
                 return runs
             assert time.monotonic() < deadline, (
-                f"backfill {backfill['id']} of {dag_id} not done after {timeout} s: "
+                f"backfill {backfill_id} of {dag_id} not done after {timeout} s: "
                 f"{[(run['dag_run_id'], run['state']) for run in runs]}"
             )
             time.sleep(1)

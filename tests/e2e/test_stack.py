@@ -9,12 +9,14 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+
+from airloop.local.demo.replay import day_frame, write_partition
 
 pytestmark = pytest.mark.e2e
 
@@ -197,6 +199,107 @@ def test_stack_env_keeps_what_the_user_set(local_stack_env: dict[str, str]) -> N
         == stack_env(load_settings(env=base), base)["AIRFLOW__API_AUTH__JWT_SECRET"]
     ), "the JWT secret is generated once and kept"
     assert len({env["AIRFLOW__API__PORT"], env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]}) == 2
+
+
+#: flights_delay days no other e2e test lands (the loop's run to July, the ingest tests' January).
+FAULT_DAYS = [date(2013, 10, d) for d in range(1, 9)]
+INGEST = "flights_delay_ingest"
+
+
+def _at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _loaded_once(ctx, expected: dict[str, int]) -> None:
+    """Every day of ``expected`` ({partition: rows}) passed with its rows, in the ledger and in the table."""
+    from airloop.store.ledger import ledger_entries, partition_row_count
+
+    ledger = {e.partition: e for e in ledger_entries(ctx.warehouse, ctx.name) if e.partition in expected}
+    assert {p: (e.status, e.rows) for p, e in ledger.items()} == {
+        p: ("passed", n) for p, n in expected.items()
+    }
+    assert {p: partition_row_count(ctx.warehouse, ctx.spec, p) for p in expected} == expected
+
+
+def _tasks_in(stack, state: str, first: datetime, last: datetime) -> list[str]:
+    query = {"state": state, "logical_date_gte": first.isoformat(), "logical_date_lte": last.isoformat()}
+    tis = stack.api("GET", f"/api/v2/dags/{INGEST}/dagRuns/~/taskInstances", query=query)["task_instances"]
+    return [f"{ti['task_id']}@{ti['logical_date'][:10]}" for ti in tis]
+
+
+def test_a_scheduler_killed_mid_backfill_is_restarted_and_every_day_loads_once(stack) -> None:
+    """SIGKILL of the scheduler while a backfill's tasks run: the stack stops what it left in its session (the
+    executor's workers, holding database sessions, and its log server), restarts it, and the backfill finishes
+    with every day loaded exactly once and the ledger equal to the table."""
+    from airloop.local.processes import session_members
+    from airloop.model.context import ModelContext
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    expected = {}
+    for day in FAULT_DAYS:
+        frame = day_frame(day)
+        write_partition(frame, ctx.landing, day)
+        expected[day.isoformat()] = len(frame)
+    stack.wait_for_dag(INGEST)
+    first, last = _at(FAULT_DAYS[0]), _at(FAULT_DAYS[-1])
+    killed = stack.stack.pids()["scheduler"]
+    backfill = stack.start_backfill(INGEST, first, last, max_active_runs=4)
+
+    deadline = time.monotonic() + 180
+    while not (running := _tasks_in(stack, "running", first, last)):
+        assert time.monotonic() < deadline, "no task of the backfill started within 180 s"
+        time.sleep(0.2)
+    orphans = [p for p in session_members(killed) if p.pid != killed]
+    assert orphans, "the scheduler's executor workers run in its session"
+    os.kill(killed, signal.SIGKILL)
+    print(f"scheduler {killed} killed while {running} ran; its session held {len(orphans)} more processes")
+
+    deadline = time.monotonic() + 90
+    while stack.stack.restarts().get("scheduler", 0) < 1:
+        assert time.monotonic() < deadline, "the scheduler was not restarted within 90 s"
+        time.sleep(0.2)
+    assert stack.stack.pids()["scheduler"] != killed
+    assert session_members(killed) == [], "the dead scheduler left processes running"
+
+    runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
+    assert [(r["logical_date"][:10], r["state"]) for r in runs] == [
+        (d.isoformat(), "success") for d in FAULT_DAYS
+    ]
+    _loaded_once(ctx, expected)
+
+
+def test_a_triggerer_killed_while_sensors_wait_is_restarted_and_their_days_load_when_they_land(stack) -> None:
+    """SIGKILL of the triggerer while three days' landing sensors wait in it (deferred): it is restarted, its
+    triggers resume in the new one, and each day loads once when it lands."""
+    from airloop.model.context import ModelContext
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    days = [date(2013, 10, d) for d in (12, 13, 14)]
+    first, last = _at(days[0]), _at(days[-1])
+    stack.wait_for_dag(INGEST)
+    killed = stack.stack.pids()["triggerer"]
+    backfill = stack.start_backfill(INGEST, first, last, max_active_runs=3)
+    deadline = time.monotonic() + 120
+    while len(_tasks_in(stack, "deferred", first, last)) < len(days):
+        assert time.monotonic() < deadline, (
+            f"sensors not all deferred: {_tasks_in(stack, 'deferred', first, last)}"
+        )
+        time.sleep(0.2)
+
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while stack.stack.restarts().get("triggerer", 0) < 1:
+        assert time.monotonic() < deadline, "the triggerer was not restarted within 90 s"
+        time.sleep(0.2)
+    expected = {}
+    for day in days:
+        frame = day_frame(day)
+        write_partition(frame, ctx.landing, day)
+        expected[day.isoformat()] = len(frame)
+
+    runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=300)
+    assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
+    _loaded_once(ctx, expected)
 
 
 def _alive(proc: psutil.Process) -> bool:

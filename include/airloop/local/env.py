@@ -59,6 +59,11 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         # folder costs nothing. Existing files are re-parsed every min_file_process_interval (default 30 s),
         # which is kept: a spec edit shows up within half a minute and a parse of the thin DAG files is cheap.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # A scheduler that died (and was restarted by the stack's supervisor) leaves its queued and running tasks
+        # to the new one, which resets them once the dead one's heartbeat is older than
+        # scheduler_health_check_threshold (30 s): checked every 30 s here, not every 5 min, so the loop goes on
+        # within a minute.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         # MLflow's job runner (huey consumers for GenAI scorers and trace jobs, unused by airloop) doubles the
         # server's start-up: measured 10-24 s to /health with it, 5.5 s without, on 2 cores.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",

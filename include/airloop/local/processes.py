@@ -1,5 +1,11 @@
 """The local stack's processes: starting a component in a session of its own, and stopping it with everything it
-started."""
+started.
+
+A component is started as the leader of a new session (``start_new_session``), so everything it starts stays in that
+session (Airflow's task supervisors make process groups of their own with ``setpgid``, which keeps the session)
+even when the component dies and its children are re-parented: :func:`session_members` finds them by the session
+id, not by walking the children of a process that may be gone.
+"""
 
 from __future__ import annotations
 
@@ -56,14 +62,9 @@ def tail(log: Path, lines: int = _LOG_TAIL_LINES) -> str:
 def terminate(
     processes: list[subprocess.Popen[bytes]], deadline: float, hurry: threading.Event
 ) -> list[psutil.Process]:
-    """SIGTERM the process groups of ``processes`` and of all their descendants; those still alive at the end."""
-    tree: list[psutil.Process] = []
-    for process in processes:
-        try:
-            root = psutil.Process(process.pid)
-            tree += [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
+    """SIGTERM the process groups of everything ``processes`` started (their sessions, and their descendants when
+    they are alive); those still alive at the end."""
+    tree = {proc.pid: proc for process in processes for proc in descendants(process.pid)}.values()
     groups = set()
     for proc in tree:
         try:
@@ -73,11 +74,36 @@ def terminate(
     groups.discard(os.getpgrp())  # never this process's own group (children start new sessions anyway)
     for group in groups:
         signal_group(group, signal.SIGTERM)
-    while time.monotonic() < deadline and not hurry.is_set() and alive(tree):
+    while time.monotonic() < deadline and not hurry.is_set() and alive(list(tree)):
         for process in processes:
             process.poll()  # reap the components as they exit
         time.sleep(0.1)
-    return alive(tree)
+    return alive(list(tree))
+
+
+def descendants(leader: int) -> list[psutil.Process]:
+    """The session led by ``leader`` (alive or dead), and the descendants of ``leader`` if it is alive (one that
+    left the session with ``setsid`` is still found while its parents live)."""
+    found = {proc.pid: proc for proc in session_members(leader)}
+    try:
+        root = psutil.Process(leader)
+        for proc in [root, *root.children(recursive=True)]:
+            found.setdefault(proc.pid, proc)
+    except psutil.NoSuchProcess:
+        pass
+    return list(found.values())
+
+
+def session_members(sid: int) -> list[psutil.Process]:
+    """Every live process in session ``sid``."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid:
+                members.append(proc)
+        except OSError:  # gone, or not ours to ask about
+            continue
+    return members
 
 
 def alive(procs: list[psutil.Process]) -> list[psutil.Process]:

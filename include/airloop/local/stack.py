@@ -2,7 +2,10 @@
 
 Airflow's components and MLflow are child processes, each in its own session (so a Ctrl-C in the terminal reaches
 only ``airloop``, which then stops them and everything they started) with its output in
-``{home}/logs/<component>.log``. The alert catcher runs in this process. The environment the components share,
+``{home}/logs/<component>.log``. Once the stack is healthy, a supervisor thread restarts a component that exits,
+after stopping whatever it left running in its session (a dead scheduler's executor workers hold database sessions
+and its log server's port); a component that keeps dying (:data:`MAX_RESTARTS` in :data:`RESTART_WINDOW` seconds)
+stops the stack. The alert catcher runs in this process. The environment the components share,
 and that ``airflow`` CLI calls need, comes from :func:`stack_env`; :attr:`Stack.env` adds the catcher's
 connections.
 
@@ -23,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -58,6 +61,11 @@ from airloop.model.context import load_model_specs
 
 #: The sender of demo alert e-mails sent to the catcher.
 CATCHER_FROM_EMAIL = "airloop@localhost"
+#: A component restarted this many times within :data:`RESTART_WINDOW` seconds is given up on: the stack stops.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 600.0
+#: Seconds what a dead component left running gets to end after SIGTERM, before SIGKILL.
+LEFTOVER_GRACE = 5.0
 
 
 @dataclass
@@ -65,6 +73,8 @@ class _Running:
     component: Component
     process: subprocess.Popen[bytes]
     log: Path
+    #: When (monotonic) the component was restarted, most recent last.
+    restarts: list[float] = field(default_factory=list)
 
 
 class Stack:
@@ -96,6 +106,13 @@ class Stack:
         self._catcher: AlertCatcher | None = None
         self._lock: IO[str] | None = None
         self._previous_sigterm: Any = None
+        #: Guards ``_running`` between the supervisor thread and :meth:`stop`.
+        self._guard = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        #: Set with ``_gave_up`` (what stopped) when a component kept dying.
+        self._given_up = threading.Event()
+        self._gave_up: str | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -118,8 +135,14 @@ class Stack:
         return f"http://127.0.0.1:{self.settings.mlflow_port}"
 
     def pids(self) -> dict[str, int]:
-        """The process id of each running component (each one leads its own process group)."""
-        return {run.component.name: run.process.pid for run in self._running}
+        """The process id of each running component (each one leads its own session and process group)."""
+        with self._guard:
+            return {run.component.name: run.process.pid for run in self._running}
+
+    def restarts(self) -> dict[str, int]:
+        """How often each component has been restarted since the stack started."""
+        with self._guard:
+            return {run.component.name: len(run.restarts) for run in self._running}
 
     def prepare(self) -> None:
         """Make the folders and the passwords file; safe to repeat."""
@@ -164,6 +187,12 @@ class Stack:
             self._wait_healthy(deadline=started + self.timeout)
             self.startup_seconds = time.monotonic() - started
             self.report(f"stack healthy in {self.startup_seconds:.1f} s")
+            self._stopping.clear()
+            self._given_up.clear()
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="airloop-supervisor", daemon=True
+            )
+            self._supervisor.start()
         except BaseException:
             self.stop()
             # SQLite migrations are not transactional: a first start cut short (Ctrl-C in its first seconds)
@@ -177,22 +206,21 @@ class Stack:
             raise
 
     def wait(self, timeout: float | None = None) -> str | None:
-        """Block until a component exits or ``timeout`` seconds pass.
+        """Block until the stack gives up on a component or ``timeout`` seconds pass.
 
-        Returns ``None`` on timeout, else what stopped (the component, its exit code and the tail of its log),
-        already reported. Ctrl-C and SIGTERM raise :class:`KeyboardInterrupt` here, which ``with`` turns into a
-        clean :meth:`stop`.
+        A component that exits is restarted by the supervisor thread, so this returns only when one kept dying
+        (:data:`MAX_RESTARTS` in :data:`RESTART_WINDOW`): then it returns what stopped (the component, its exit
+        code and the tail of its log), already reported. ``None`` on timeout. Ctrl-C and SIGTERM raise
+        :class:`KeyboardInterrupt` here, which ``with`` turns into a clean :meth:`stop`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:  # components are checked at least once, also with timeout 0
-            for run in self._running:
-                if run.process.poll() is not None:
-                    problem = self._describe_exit(run)
-                    self.report(problem)
-                    return problem
+        while True:  # checked at least once, also with timeout 0
+            if self._given_up.is_set():
+                return self._gave_up
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            time.sleep(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic())))
+            # Short waits: a signal handler's KeyboardInterrupt is raised between them.
+            self._given_up.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic())))
 
     def stop(self, grace: float = 20.0) -> None:
         """Stop every component and everything it started; safe to repeat.
@@ -202,6 +230,10 @@ class Stack:
         of its own), while the API server and MLflow still answer them so they can record how they ended; then
         the API server and MLflow. What is left after that gets SIGKILL. A second Ctrl-C skips the waiting.
         """
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()  # a restart under way ends first; nothing is started after this
+            self._supervisor = None
         if self._running:
             hurry = threading.Event()
             previous = {
@@ -311,7 +343,7 @@ class Stack:
                         "set AIRLOOP_AIRFLOW_PORT / AIRLOOP_MLFLOW_PORT to free ports"
                     )
 
-    def _launch(self, component: Component) -> None:
+    def _launch(self, component: Component, restarts: list[float] | None = None) -> _Running:
         log = self.logs_dir / f"{component.name}.log"
         if log.exists():
             log.replace(log.with_name(log.name + ".1"))  # keep the previous run's log for one more run
@@ -326,8 +358,62 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._running.append(_Running(component, process, log))
+        run = _Running(component, process, log, restarts=restarts or [])
+        self._running.append(run)
         self.report(f"started {component.name} (pid {process.pid}), log: {log}")
+        return run
+
+    def _supervise(self) -> None:
+        """Restart a component that exited, until :meth:`stop` or until one keeps dying."""
+        while not self._stopping.wait(0.5):
+            for run in list(self._running):
+                if run.process.poll() is None:
+                    continue
+                problem = self._describe_exit(run)
+                self.report(problem)
+                now = time.monotonic()
+                recent = [t for t in run.restarts if now - t < RESTART_WINDOW]
+                if len(recent) >= MAX_RESTARTS:
+                    self._gave_up = (
+                        f"{problem}\n{run.component.name} exited {len(recent) + 1} times within "
+                        f"{RESTART_WINDOW / 60:.0f} min: not restarted again, the stack stops"
+                    )
+                    self.report(self._gave_up.rsplit("\n", 1)[-1])
+                    self._given_up.set()
+                    return
+                try:
+                    self._restart(run, restarts=[*recent, now])
+                except StackError as exc:
+                    self._gave_up = f"{problem}\n{run.component.name} could not be restarted: {exc}"
+                    self.report(self._gave_up.rsplit("\n", 1)[-1])
+                    self._given_up.set()
+                    return
+
+    def _restart(self, run: _Running, restarts: list[float]) -> None:
+        """Stop what the dead component left in its session (an executor's workers, a log server, tasks), wait
+        for its ports, and start it again in place."""
+        left = terminate([run.process], time.monotonic() + LEFTOVER_GRACE, self._stopping)
+        if left:
+            self.report(
+                f"killing what {run.component.name} left running: {'; '.join(describe(p) for p in left)}"
+            )
+            for proc in left:
+                kill(proc)
+            psutil.wait_procs(left, timeout=10)
+        deadline = time.monotonic() + 30
+        while busy := [port for port in run.component.ports if not port_free(port)]:
+            if time.monotonic() > deadline:
+                raise StackError(f"port(s) {busy} still in use 30 s after {run.component.name} exited")
+            time.sleep(0.2)
+        with self._guard:
+            if self._stopping.is_set():
+                return
+            self._running.remove(run)
+            restarted = self._launch(run.component, restarts=restarts)
+        self.report(
+            f"restarted {run.component.name} (pid {restarted.process.pid}): restart {len(restarts)} "
+            f"in the last {RESTART_WINDOW / 60:.0f} min"
+        )
 
     def _migrate(self, deadline: float) -> None:
         took = migrate_metadata(self.env, self.settings.home, self.logs_dir / "migrate.log", deadline)
