@@ -173,12 +173,32 @@ class LandingSourceSpec(_Source):
         "cannot mark completion)",
     )
 
-    @field_validator("completion_marker")
+    manifest: str | None = Field(
+        default=None,
+        pattern=r"^[_.][A-Za-z0-9_.-]{1,63}$",
+        description="a JSON file the writer adds last, listing every data file of the partition with its rows "
+        'and SHA-256: {"files": [{"name": "flights.parquet", "rows": 812, "sha256": "..."}]} (a part file of a '
+        'folder as "folder/part"). The partition is waited for until it is there (in place of the completion '
+        "marker), and a delivery that disagrees with it is quarantined. null: no manifest",
+    )
+    part_folders: bool = Field(
+        default=False,
+        description="read a folder in the partition as one data file made of its part files, in name order (as "
+        "Spark writes flights.parquet/part-00000-....parquet beside its _SUCCESS and .crc files); false: a "
+        "folder in a partition is quarantined",
+    )
+
+    @field_validator("completion_marker", "manifest")
     @classmethod
     def _a_file_name(cls, marker: str | None) -> str | None:
         if marker is not None and set(marker) == {"."}:
-            raise ValueError(f"{marker!r} names a folder, not a marker file")
+            raise ValueError(f"{marker!r} names a folder, not a file")
         return marker
+
+    @property
+    def ready_file(self) -> str | None:
+        """The file whose arrival says the partition is whole: the manifest, else the completion marker."""
+        return self.manifest or self.completion_marker
 
 
 #: The bind parameters a SQL source's query gets: the bounds of the run's data interval.

@@ -14,7 +14,7 @@ from airloop.core.errors import SourceError
 from airloop.core.events import QuarantinePayload
 from airloop.core.files import write_json
 from airloop.core.partitions import partition_interval
-from airloop.ingest.landing import PartitionFiles, file_problems, find_partition, keep_entry, read_partition
+from airloop.ingest.landing import PartitionFiles, file_problems, find_delivery, keep_entry, read_partition
 from airloop.ingest.validation import outcome_from_failures, validate_frame
 from airloop.model.context import ModelContext
 from airloop.store.db import sync_table
@@ -26,7 +26,7 @@ from airloop.store.schema import batches_table
 def validate_partition(ctx: ModelContext, partition: str) -> Verdict:
     """Check a landed partition against the model's contract: files first, then the Great Expectations suite."""
     spec, config = ctx.spec, ctx.settings
-    landed = find_partition(ctx.landing, partition)
+    landed = find_delivery(spec, ctx.landing, partition)
     problems = file_problems(spec, landed)
     frame = None
     if not problems:
@@ -64,7 +64,7 @@ def load_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = 
         raise ValueError(
             f"partition {verdict.partition} of {spec.name} did not pass validation: {verdict.reason}"
         )
-    landed = _unchanged_since_validation(ctx.landing, verdict)
+    landed = _unchanged_since_validation(ctx, verdict)
     frame, problems = read_partition(spec, landed)
     if problems or frame is None:
         raise SourceError(f"partition {verdict.partition} of {spec.name}: {'; '.join(problems)}")
@@ -81,10 +81,12 @@ def quarantine_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | N
     lands in the same folder, and a corrected-but-still-bad delivery is kept beside the first.
     """
     partition = verdict.partition
-    landed = _unchanged_since_validation(ctx.landing, verdict)
+    landed = _unchanged_since_validation(ctx, verdict)
     target = ctx.quarantine / f"date={partition}" / verdict.checksum[:12]
     target.mkdir(parents=True, exist_ok=True)
-    not_kept = [why for file in landed.files if (why := keep_entry(file, target / file.name)) is not None]
+    # The manifest goes with the files it describes: the delivery is kept whole.
+    received = [*landed.files, *([landed.manifest] if landed.manifest is not None else [])]
+    not_kept = [why for file in received if (why := keep_entry(file, target / file.name)) is not None]
     result_path = verdict.validation_result_path
     if result_path and Path(result_path).is_file():
         shutil.copy2(result_path, target / "validation_result.json")
@@ -126,8 +128,8 @@ def _ledger_entry(
     )
 
 
-def _unchanged_since_validation(landing: Path, verdict: Verdict) -> PartitionFiles:
-    landed = find_partition(landing, verdict.partition)
+def _unchanged_since_validation(ctx: ModelContext, verdict: Verdict) -> PartitionFiles:
+    landed = find_delivery(ctx.spec, ctx.landing, verdict.partition)
     if landed.checksum != verdict.checksum:
         raise SourceError(
             f"partition {verdict.partition}: files in {landed.directory} changed after validation "

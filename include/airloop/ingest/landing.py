@@ -1,9 +1,10 @@
 """Reading a landed partition: ``<landing_dir>/<model>/date=YYYY-MM-DD/*.parquet|*.csv``.
 
-File-level checks (format, size, readability) happen here, before Great Expectations sees the rows; each problem
-names the file. The landing folder is a boundary: symbolic links are never followed (a link to a file elsewhere,
-or to a system file, is reported, not read), and nested folders, special files (a FIFO would block a reader) and
-unreadable files are problems of the delivery, quarantined with their reason, never a crash.
+File-level checks (format, size, readability, the writer's manifest) happen here, before Great Expectations sees
+the rows; each problem names the file. The landing folder is a boundary: symbolic links are never followed (a link
+to a file elsewhere, or to a system file, is reported, not read), and nested folders (unless the source reads
+Spark-style part-file folders), special files (a FIFO would block a reader) and unreadable files are problems of the
+delivery, quarantined with their reason, never a crash.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airloop.core.errors import SourceError
-from airloop.core.spec import ModelSpec
+from airloop.core.spec import LandingSourceSpec, ModelSpec
+from airloop.ingest.manifest import Manifest, delivery_problems, read_manifest, row_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +43,23 @@ class PartitionFiles:
     total_bytes: int
     #: What is wrong with entries that are not readable regular files, one line each, naming the entry.
     problems: tuple[str, ...] = ()
+    #: The part files of each folder read as one data file (``source.part_folders``), by the folder's name.
+    parts: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
+    #: The SHA-256 of each data file read, by its name (``folder/part`` for a part file).
+    sha256: Mapping[str, str] = field(default_factory=dict)
+    #: The manifest received with the partition (``source.manifest``), when the source declares one.
+    manifest: Path | None = None
+
+    def data_files(self) -> list[tuple[str, Path]]:
+        """The files to read, each with its name in the partition: the regular entries, and the part files of
+        the folders read as one, in name order."""
+        files = []
+        for entry in self.files:
+            if entry.name in self.parts:
+                files += [(f"{entry.name}/{part.name}", part) for part in self.parts[entry.name]]
+            elif entry.name in self.sha256:
+                files.append((entry.name, entry))
+        return files
 
 
 def partition_dir(landing: Path, partition: str) -> Path:
@@ -47,11 +67,22 @@ def partition_dir(landing: Path, partition: str) -> Path:
     return Path(landing) / f"date={partition}"
 
 
-def find_partition(landing: Path, partition: str) -> PartitionFiles:
+def find_delivery(spec: ModelSpec, landing: Path, partition: str) -> PartitionFiles:
+    """:func:`find_partition` with what the model's source declares (part-file folders, a manifest)."""
+    source = spec.source
+    if isinstance(source, LandingSourceSpec):
+        return find_partition(landing, partition, part_folders=source.part_folders, manifest=source.manifest)
+    return find_partition(landing, partition)
+
+
+def find_partition(
+    landing: Path, partition: str, *, part_folders: bool = False, manifest: str | None = None
+) -> PartitionFiles:
     """List a partition's entries (hidden ones aside) and fingerprint them, following no link.
 
     A regular file counts by its name and bytes; a link by its target's name (never its content), a folder by the
-    names, sizes and times of what it holds, an unreadable file by its size and time: the fingerprint still
+    names, sizes and times of what it holds (with ``part_folders``, by its part files' names and bytes), an
+    unreadable file by its size and time, the ``manifest`` (when received) by its bytes: the fingerprint still
     changes when any of them does.
     """
     directory = partition_dir(landing, partition)
@@ -70,7 +101,9 @@ def find_partition(landing: Path, partition: str) -> PartitionFiles:
         return PartitionFiles(partition, directory, (), digest, 0, (problem,))
     digest = hashlib.sha256()
     total = 0
-    problems = []
+    problems: list[str] = []
+    parts: dict[str, tuple[Path, ...]] = {}
+    sha256: dict[str, str] = {}
     for entry in entries:
         digest.update(entry.name.encode() + b"\0")
         mode = entry.lstat().st_mode
@@ -78,6 +111,18 @@ def find_partition(landing: Path, partition: str) -> PartitionFiles:
             target = os.readlink(entry)
             digest.update(b"link\0" + os.fsencode(target))
             problems.append(f"{entry.name}: a symbolic link (to {target}); links are not followed")
+        elif stat.S_ISDIR(mode) and part_folders:
+            found, folder_problems = _part_files(entry)
+            problems += folder_problems
+            parts[entry.name] = found
+            for part in found:
+                name = f"{entry.name}/{part.name}"
+                digest.update(b"part\0" + name.encode() + b"\0")
+                size, problem = _hash_file(part, name, digest, sha256)
+                total += size
+                problems += [problem] if problem else []
+            if folder_problems:
+                digest.update(b"folder\0" + _listing(entry))
         elif stat.S_ISDIR(mode):
             digest.update(b"folder\0" + _listing(entry))
             problems.append(f"{entry.name}: a folder; files in nested folders are not read")
@@ -85,16 +130,73 @@ def find_partition(landing: Path, partition: str) -> PartitionFiles:
             digest.update(b"special\0")
             problems.append(f"{entry.name}: not a regular file")
         else:
-            try:
-                with entry.open("rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-                        total += len(chunk)
-            except OSError as exc:
-                info = entry.lstat()
-                digest.update(f"unreadable\0{info.st_size}\0{info.st_mtime_ns}".encode())
-                problems.append(f"file {entry.name}: cannot be read: {exc.strerror or exc}")
-    return PartitionFiles(partition, directory, entries, digest.hexdigest(), total, tuple(problems))
+            size, problem = _hash_file(entry, entry.name, digest, sha256)
+            total += size
+            problems += [problem] if problem else []
+    received_manifest = None
+    if manifest is not None and os.path.lexists(directory / manifest):
+        received_manifest = directory / manifest
+        if not stat.S_ISREG(received_manifest.lstat().st_mode):
+            digest.update(b"manifest-not-a-file\0")
+            problems.append(f"manifest {manifest}: not a regular file; links are not followed")
+        else:
+            digest.update(b"manifest\0")
+            _size, problem = _hash_file(received_manifest, manifest, digest, {})
+            problems += [problem] if problem else []
+    return PartitionFiles(
+        partition,
+        directory,
+        entries,
+        digest.hexdigest(),
+        total,
+        tuple(problems),
+        parts=parts,
+        sha256=sha256,
+        manifest=received_manifest,
+    )
+
+
+def _part_files(folder: Path) -> tuple[tuple[Path, ...], list[str]]:
+    """The part files of a folder read as one file (hidden and ``_`` names aside: Spark's ``.crc`` checksums
+    and ``_SUCCESS``), and what in it is not a part file (a link, a folder, a special file)."""
+    try:
+        names = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
+    except OSError as exc:
+        return (), [f"{folder.name}: a part-file folder that cannot be listed: {exc.strerror or exc}"]
+    found, problems = [], []
+    for path in names:
+        mode = path.lstat().st_mode
+        if stat.S_ISREG(mode):
+            found.append(path)
+        else:
+            kind = (
+                "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "special"
+            )
+            problems.append(f"{folder.name}/{path.name}: {kind}; a part-file folder holds part files only")
+    if not found and not problems:
+        problems.append(f"{folder.name}: a part-file folder with no part file")
+    return tuple(found), problems
+
+
+def _hash_file(
+    path: Path, name: str, digest: hashlib._Hash, sha256: dict[str, str]
+) -> tuple[int, str | None]:
+    """Feed ``path``'s bytes to ``digest`` and record its own SHA-256 under ``name``; its size, or the problem
+    that it cannot be read (its size and time then go to the digest)."""
+    own = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+                own.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        info = path.lstat()
+        digest.update(f"unreadable\0{info.st_size}\0{info.st_mtime_ns}".encode())
+        return 0, f"file {name}: cannot be read: {exc.strerror or exc}"
+    sha256[name] = own.hexdigest()
+    return size, None
 
 
 def _listing(folder: Path) -> bytes:
@@ -152,38 +254,54 @@ def keep_entry(entry: Path, target: Path) -> str | None:
 
 def file_problems(spec: ModelSpec, landed: PartitionFiles) -> list[str]:
     """File-level contract violations: what the landing boundary refused (links, folders, unreadable files), no
-    data file, unsupported format, empty or oversized file."""
+    data file, unsupported format, empty or oversized file, and a delivery that disagrees with its manifest."""
     if not landed.files and not landed.problems:
         return [f"partition folder {landed.directory} holds no data file"]
     problems = list(landed.problems)
     limit = int(spec.source.max_file_mb * 1024 * 1024)
-    for file in landed.files:
-        if not stat.S_ISREG(file.lstat().st_mode):
-            continue  # named in landed.problems
+    for name, file in landed.data_files():
         fmt = _SUFFIXES.get(file.suffix.lower())
         size = file.stat().st_size
         if fmt is None or fmt not in spec.source.formats:
             problems.append(
-                f"file {file.name}: format {file.suffix or '(none)'} not accepted (expected {', '.join(spec.source.formats)})"
+                f"file {name}: format {file.suffix or '(none)'} not accepted (expected {', '.join(spec.source.formats)})"
             )
         elif size == 0:
-            problems.append(f"file {file.name}: empty (0 bytes)")
+            problems.append(f"file {name}: empty (0 bytes)")
         elif size > limit:
-            problems.append(f"file {file.name}: {size} bytes exceeds max_file_mb={spec.source.max_file_mb:g}")
+            problems.append(f"file {name}: {size} bytes exceeds max_file_mb={spec.source.max_file_mb:g}")
+    manifest, manifest_problems = _manifest(spec, landed)
+    problems += manifest_problems
+    if manifest is not None:
+        problems += delivery_problems(manifest, landed.sha256)
     return problems
 
 
+def _manifest(spec: ModelSpec, landed: PartitionFiles) -> tuple[Manifest | None, list[str]]:
+    """The partition's manifest when its source declares one (None, and why, when it is missing or unusable)."""
+    name = getattr(spec.source, "manifest", None)
+    if name is None:
+        return None, []
+    if landed.manifest is None:
+        return None, [f"manifest {name}: not delivered (the source declares one)"]
+    if not stat.S_ISREG(landed.manifest.lstat().st_mode):
+        return None, []  # named in landed.problems
+    return read_manifest(landed.manifest)
+
+
 def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFrame | None, list[str]]:
-    """Read every file of the partition into one frame; unreadable files are reported, not skipped."""
+    """Read every data file of the partition into one frame; unreadable files are reported, not skipped, and so
+    is a file whose rows differ from its manifest's count."""
     import pandas as pd
 
     frames, problems = [], []
     timestamps = [c.name for c in spec.contract.columns if c.type == "timestamp"]
     # CSV carries no types: a text column that happens to be all empty must not turn into floats.
     text = {c.name: str for c in spec.contract.columns if c.type == "string"}
-    for file in landed.files:
+    manifest, _problems = _manifest(spec, landed)
+    for name, file in landed.data_files():
         fmt = _SUFFIXES[file.suffix.lower()]
-        if fmt == "csv" and (ragged := ragged_csv_lines(file)):
+        if fmt == "csv" and (ragged := ragged_csv_lines(file, name=name)):
             problems.extend(ragged)
             continue
         try:
@@ -191,21 +309,40 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
                 pd.read_parquet(file) if fmt == "parquet" else pd.read_csv(file, low_memory=False, dtype=text)
             )
         except Exception as exc:  # noqa: BLE001 - any parser error is a property of the received file
-            problems.append(f"file {file.name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}")
+            problems.append(f"file {name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}")
             continue
-        frames.append(parse_timestamps(frame, timestamps, spec.contract.timezone))
+        if manifest is not None and (wrong := row_problem(manifest, name, len(frame))):
+            problems.append(wrong)
+        frames.append(parse_timestamps(plain_values(frame), timestamps, spec.contract.timezone))
     if problems:
         return None, problems
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
 
 
-def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
+def plain_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """Dictionary-encoded (categorical) columns as their values: a Parquet export written from pandas keeps a
+    categorical column as such, and the encoding is a storage choice, not a type. Values are unchanged."""
+    import pandas as pd
+
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            try:
+                frame[column] = values.astype(values.cat.categories.dtype)
+            except (TypeError, ValueError):  # integer categories with nulls: no integer dtype holds them
+                frame[column] = values.astype(object)
+    return frame
+
+
+def ragged_csv_lines(file: Path, limit: int = 3, name: str | None = None) -> list[str]:
     """CSV read strictly: each line whose number of fields differs from the header's, naming the file and the
     line (at most ``limit`` of them, then how many more). pandas fills a short row with nulls and would load a row
     cut in the middle (a truncated delivery) as if it were whole. The standard library's C parser counts fields,
-    quoted newlines and all; a file that is not text is left to the reader, which names it."""
+    quoted newlines and all; a file that is not text is left to the reader, which names it. ``name``: the file's
+    name in the partition (default its own)."""
     import csv
 
+    name = name or file.name
     problems: list[str] = []
     more = 0
     csv.field_size_limit(1 << 30)  # a long text field is no reason to skip the check (the default is 128 KiB)
@@ -219,7 +356,7 @@ def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
                 if len(row) != len(header) and row:
                     if len(problems) < limit:
                         problems.append(
-                            f"file {file.name}, line {reader.line_num}: {len(row)} field(s), expected "
+                            f"file {name}, line {reader.line_num}: {len(row)} field(s), expected "
                             f"{len(header)} (the header's)"
                         )
                     else:
@@ -227,9 +364,9 @@ def ragged_csv_lines(file: Path, limit: int = 3) -> list[str]:
     except UnicodeDecodeError:
         return []  # not UTF-8 text: the reader names it
     except csv.Error as exc:
-        return [f"file {file.name}, line {reader.line_num}: not valid CSV: {exc}"]
+        return [f"file {name}, line {reader.line_num}: not valid CSV: {exc}"]
     if more:
-        problems.append(f"file {file.name}: {more} more line(s) with the wrong number of fields")
+        problems.append(f"file {name}: {more} more line(s) with the wrong number of fields")
     return problems
 
 

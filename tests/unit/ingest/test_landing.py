@@ -235,3 +235,26 @@ def test_a_marker_of_dots_only_is_refused(spec):
     raw["source"]["completion_marker"] = ".."
     with pytest.raises(ValueError, match="completion_marker"):
         type(spec).model_validate(raw)
+
+
+def test_dictionary_encoded_parquet_columns_are_read_as_their_values(tmp_path, spec):
+    """A pandas export keeps categorical columns as such; the contract checks their values, not the encoding."""
+    frame = day_frame(date(2013, 1, 2))
+    expected = frame.copy()
+    frame["carrier"] = frame["carrier"].astype("category")
+    frame["origin"] = frame["origin"].astype("category")
+    frame.loc[3, "origin"] = None
+    expected.loc[3, "origin"] = None
+    write_partition(frame, tmp_path, date(2013, 1, 2))
+    read, problems = read_partition(spec, find_partition(tmp_path, "2013-01-02"))
+    assert problems == []
+    assert read["carrier"].dtype == object and read["carrier"].tolist() == expected["carrier"].tolist()
+    assert (
+        read["origin"].isna().sum() == 1
+        and read["origin"].dropna().tolist() == expected["origin"].dropna().tolist()
+    )
+
+    from airloop.ingest.landing import plain_values
+
+    ints = pd.DataFrame({"n": pd.Categorical([1, None, 3])})
+    assert plain_values(ints)["n"].tolist()[::2] == [1, 3]
