@@ -49,3 +49,16 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AIRLOOP_MODELS_DIR", str(target))
     settings.cache_clear()
     return target
+
+
+@pytest.fixture
+def env(airflow_db, airloop_home, warehouse_url, models_dir, catcher):
+    """For runs of the ingest DAG (``ingest_runs``): the settings, the flights_delay spec, the warehouse and the
+    catcher."""
+    from airloop.core.settings import load_settings
+    from airloop.core.spec import load_spec
+    from airloop.store.db import engine_for
+
+    config = load_settings()
+    spec = load_spec(models_dir / "flights_delay.yaml")
+    return config, spec, engine_for(warehouse_url), catcher

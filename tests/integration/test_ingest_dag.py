@@ -5,65 +5,21 @@ The warehouse is SQLite and PostgreSQL in turn (a database made for the test and
 
 from __future__ import annotations
 
-import importlib.util
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from channels import point_at_nothing
+from ingest_runs import DAY, dag, landing, ledger, run, sa_has_rows
 
 from airloop.core.events import EventKind
-from airloop.core.spec import load_spec
 from airloop.local.demo.replay import day_frame, write_partition
 from airloop.model.context import ModelContext
 from airloop.status import format_status, warehouse_status
-from airloop.store.db import engine_for
 from airloop.store.events import events_of
-from airloop.store.ledger import ledger_entries, partition_row_count
+from airloop.store.ledger import partition_row_count
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-DAY = date(2013, 1, 2)
-
-
-def _dag(file: str, dag_id: str):
-    from airloop.core.settings import settings
-
-    settings.cache_clear()
-    module_spec = importlib.util.spec_from_file_location(f"dags_{dag_id}", ROOT / "dags" / file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return getattr(module, dag_id)
-
-
-def _ingest_dag():
-    return _dag("ingest.py", "flights_delay_ingest")
-
-
-def _run(day: date) -> str:
-    # A manual run processes the last complete interval before its logical date: the day before.
-    run = _ingest_dag().test(
-        logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    )
-    return run.state
-
-
-def _landing(config) -> Path:
-    return config.landing_for("flights_delay")
-
-
-@pytest.fixture
-def env(airflow_db, airloop_home, warehouse_url, models_dir, catcher):
-    from airloop.core.settings import load_settings
-
-    config = load_settings()
-    spec = load_spec(models_dir / "flights_delay.yaml")
-    return config, spec, engine_for(warehouse_url), catcher
-
-
-def _ledger(engine) -> dict:
-    return {e.partition: e for e in ledger_entries(engine, "flights_delay")}
 
 
 def test_wrong_type_is_quarantined_and_alerted(env):
@@ -71,16 +27,16 @@ def test_wrong_type_is_quarantined_and_alerted(env):
     frame = day_frame(DAY)
     frame["dep_delay"] = frame["dep_delay"].astype(object)
     frame.loc[5, "dep_delay"] = "delayed"
-    write_partition(frame, _landing(config), DAY, "csv")
+    write_partition(frame, landing(config), DAY, "csv")
 
-    assert _run(DAY) == "failed"
+    assert run(DAY) == "failed"
 
-    row = _ledger(engine)["2013-01-02"]
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert "dep_delay" in row.reason
     kept = Path(row.quarantine_path)
     assert (kept / "flights.csv").read_bytes() == (
-        _landing(config) / "date=2013-01-02" / "flights.csv"
+        landing(config) / "date=2013-01-02" / "flights.csv"
     ).read_bytes()
     assert (kept / "verdict.json").is_file()
     assert not sa_has_rows(engine, spec)
@@ -96,17 +52,17 @@ def test_wrong_type_is_quarantined_and_alerted(env):
 def test_valid_day_loads_once_and_rerun_changes_nothing(env):
     config, spec, engine, catcher = env
     expected = len(day_frame(DAY))
-    write_partition(day_frame(DAY), _landing(config), DAY)
+    write_partition(day_frame(DAY), landing(config), DAY)
 
-    assert _run(DAY) == "success"
-    first = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "success"
+    first = ledger(engine)["2013-01-02"]
     assert (first.status, first.rows, first.reason) == ("passed", expected, None)
     assert partition_row_count(engine, spec, "2013-01-02") == expected
 
-    assert _run(DAY) == "success"
-    again = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "success"
+    again = ledger(engine)["2013-01-02"]
     assert partition_row_count(engine, spec, "2013-01-02") == expected
-    assert again.checksum == first.checksum and len(_ledger(engine)) == 1
+    assert again.checksum == first.checksum and len(ledger(engine)) == 1
     assert catcher.emails() == [] and catcher.webhooks() == []
     assert (config.data_docs_dir / "index.html").is_file()
 
@@ -125,18 +81,18 @@ def test_bad_batches_never_reach_the_warehouse(env, damage, expected_reason):
     config, spec, engine, catcher = env
     frame = day_frame(DAY)
     if damage == "missing_column":
-        write_partition(frame.drop(columns=["carrier"]), _landing(config), DAY, "csv")
+        write_partition(frame.drop(columns=["carrier"]), landing(config), DAY, "csv")
     elif damage == "empty":
-        write_partition(frame.iloc[0:0], _landing(config), DAY, "csv")
+        write_partition(frame.iloc[0:0], landing(config), DAY, "csv")
     elif damage == "zero_bytes":
-        folder = write_partition(frame, _landing(config), DAY, "csv")
+        folder = write_partition(frame, landing(config), DAY, "csv")
         (folder / "flights.csv").write_bytes(b"")
     else:
         frame.loc[3, "carrier"] = "ZZ"
-        write_partition(frame, _landing(config), DAY)
+        write_partition(frame, landing(config), DAY)
 
-    assert _run(DAY) == "failed"
-    row = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "failed"
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert expected_reason in row.reason
     assert Path(row.quarantine_path).is_dir()
@@ -148,21 +104,12 @@ def test_bad_batches_never_reach_the_warehouse(env, damage, expected_reason):
 def test_missing_partition_waits_then_fails_clearly(env, capfd):
     config, spec, engine, catcher = env
     started = datetime.now(UTC)
-    assert _run(DAY) == "failed"
+    assert run(DAY) == "failed"
     waited = (datetime.now(UTC) - started).total_seconds()
     assert waited >= 3, "the sensor must wait for the configured timeout before failing"
     out = capfd.readouterr()
     assert "partition 2013-01-02 of flights_delay did not land within 0:00:03" in out.out + out.err
     assert not config.warehouse_url.startswith("sqlite") or not (config.home / "warehouse.db").exists()
-
-
-def sa_has_rows(engine, spec) -> bool:
-    import sqlalchemy as sa
-
-    if not sa.inspect(engine).has_table(spec.batches_table):
-        return False
-    with engine.connect() as conn:
-        return conn.execute(sa.text(f"select count(*) from {spec.batches_table}")).scalar_one() > 0
 
 
 @pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
@@ -174,7 +121,7 @@ def test_the_landing_folder_is_a_boundary(env, tmp_path, delivery):
     import os
 
     config, spec, engine, catcher = env
-    folder = _landing(config) / "date=2013-01-02"
+    folder = landing(config) / "date=2013-01-02"
     folder.mkdir(parents=True)
     (folder / "_SUCCESS").touch()  # the writer says the partition is whole
     if delivery == "link_to_valid_file":
@@ -194,8 +141,8 @@ def test_the_landing_folder_is_a_boundary(env, tmp_path, delivery):
         os.mkfifo(folder / "flights.csv")
         expected, target = "flights.csv: not a regular file", None
 
-    assert _run(DAY) == "failed"
-    row = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "failed"
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined" and expected in row.reason
     assert not sa_has_rows(engine, spec)
     kept = Path(row.quarantine_path)
@@ -217,10 +164,10 @@ def test_a_nul_character_is_a_validation_failure_naming_column_and_row_on_every_
     frame = day_frame(DAY)
     frame["tailnum"] = frame["tailnum"].astype(object)
     frame.loc[7, "tailnum"] = "N12\x0034"
-    folder = write_partition(frame, _landing(config), DAY)
+    folder = write_partition(frame, landing(config), DAY)
 
-    assert _run(DAY) == "failed"
-    row = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "failed"
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert "column 'tailnum': 1 value(s) hold a NUL character, which the warehouse cannot store (_row 7)" in (
         row.reason
@@ -233,14 +180,14 @@ def test_a_nul_character_is_a_validation_failure_naming_column_and_row_on_every_
 @pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
 def test_a_csv_cut_in_the_middle_of_a_row_is_quarantined_naming_the_line(env):
     config, spec, engine, catcher = env
-    folder = write_partition(day_frame(DAY), _landing(config), DAY, "csv")
+    folder = write_partition(day_frame(DAY), landing(config), DAY, "csv")
     data = (folder / "flights.csv").read_bytes()
     cut = data.index(b",", len(data) * 6 // 10) + 1  # just after a field separator: inside a row
     (folder / "flights.csv").write_bytes(data[:cut])
     line = data[:cut].count(b"\n") + 1
 
-    assert _run(DAY) == "failed"
-    row = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "failed"
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert f"file flights.csv, line {line}: " in row.reason and "(the header's)" in row.reason
     assert (Path(row.quarantine_path) / "flights.csv").read_bytes() == data[:cut]
@@ -255,15 +202,15 @@ def test_a_day_delivered_twice_is_quarantined_naming_the_key(env, delivery):
     config, spec, engine, catcher = env
     frame = day_frame(DAY)
     if delivery == "twice_in_one_file":
-        folder = write_partition(pd.concat([frame, frame], ignore_index=True), _landing(config), DAY)
+        folder = write_partition(pd.concat([frame, frame], ignore_index=True), landing(config), DAY)
         repeated = len(frame) * 2
     else:
-        folder = write_partition(frame, _landing(config), DAY)
+        folder = write_partition(frame, landing(config), DAY)
         frame.iloc[100:300].to_parquet(folder / "flights-late.parquet", index=False)
         repeated = 400
 
-    assert _run(DAY) == "failed"
-    row = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "failed"
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert (
         f"key (carrier, flight, time_hour): {repeated} row(s) share their key with another row" in row.reason
@@ -281,9 +228,9 @@ def test_timestamps_in_another_zone_are_stored_as_the_delivered_instants(env):
     config, spec, engine, catcher = env
     frame = day_frame(DAY)
     frame["time_hour"] = frame["time_hour"].dt.tz_convert("America/New_York")
-    write_partition(frame, _landing(config), DAY)
+    write_partition(frame, landing(config), DAY)
 
-    assert _run(DAY) == "success"
+    assert run(DAY) == "success"
     stored = read_batches(engine, spec, ["2013-01-02"])
     instants = pd.to_datetime(stored["time_hour"], utc=True)
     assert instants.tolist() == frame["time_hour"].dt.tz_convert("UTC").tolist()
@@ -292,15 +239,15 @@ def test_timestamps_in_another_zone_are_stored_as_the_delivered_instants(env):
 def test_a_bad_redelivery_of_a_good_day_keeps_the_good_rows_and_the_ledger_agrees(env):
     config, spec, engine, catcher = env
     good = day_frame(DAY)
-    write_partition(good, _landing(config), DAY)
-    assert _run(DAY) == "success"
-    before = _ledger(engine)["2013-01-02"]
+    write_partition(good, landing(config), DAY)
+    assert run(DAY) == "success"
+    before = ledger(engine)["2013-01-02"]
 
     bad = good.drop(columns=["carrier"])
-    folder = write_partition(bad, _landing(config), DAY)
-    assert _run(DAY) == "failed"
+    folder = write_partition(bad, landing(config), DAY)
+    assert run(DAY) == "failed"
 
-    after = _ledger(engine)["2013-01-02"]
+    after = ledger(engine)["2013-01-02"]
     assert (after.status, after.rows, after.checksum) == ("passed", len(good), before.checksum)
     assert partition_row_count(engine, spec, "2013-01-02") == len(good)
     (event,) = [e for e in events_of(engine, "flights_delay") if e.kind == EventKind.QUARANTINE]
@@ -323,10 +270,10 @@ def test_rows_of_another_day_are_quarantined_named_and_counted(env, delivery):
         frame, outside = other, len(other)
     else:
         frame, outside = pd.concat([day_frame(DAY), other.head(40)], ignore_index=True), 40
-    write_partition(frame, _landing(config), DAY)
+    write_partition(frame, landing(config), DAY)
 
-    assert _run(DAY) == "failed"
-    row = _ledger(engine)["2013-01-02"]
+    assert run(DAY) == "failed"
+    row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert (
         f"column 'time_hour': {outside} row(s) outside the partition's interval [2013-01-02T00:00:00+00:00, "
@@ -338,15 +285,15 @@ def test_rows_of_another_day_are_quarantined_named_and_counted(env, delivery):
 @pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
 def test_a_partition_without_its_completion_marker_is_waited_for_not_read(env, capfd):
     config, spec, engine, catcher = env
-    folder = write_partition(day_frame(DAY), _landing(config), DAY)
+    folder = write_partition(day_frame(DAY), landing(config), DAY)
     (folder / "_SUCCESS").unlink()  # the writer has not finished
 
-    assert _run(DAY) == "failed"
+    assert run(DAY) == "failed"
     out = capfd.readouterr()
     assert "did not land within 0:00:03: no completion marker _SUCCESS in" in out.out + out.err
     import sqlalchemy as sa
 
-    assert not sa.inspect(engine).has_table("airloop_batch_ledger") or "2013-01-02" not in _ledger(engine)
+    assert not sa.inspect(engine).has_table("airloop_batch_ledger") or "2013-01-02" not in ledger(engine)
     assert not sa_has_rows(engine, spec)
 
 
@@ -363,12 +310,12 @@ def test_alerts_undelivered_past_every_retry_go_out_once_when_the_channels_answe
     config, spec, engine, catcher = env
     frame = day_frame(DAY)
     frame.loc[3, "carrier"] = "ZZ"
-    write_partition(frame, _landing(config), DAY)
+    write_partition(frame, landing(config), DAY)
     for channel in ("email", "slack"):
         point_at_nothing(monkeypatch, channel, catcher, "airloop@example.com")
 
-    assert _run(DAY) == "failed"
-    assert _ledger(engine)["2013-01-02"].status == "quarantined"
+    assert run(DAY) == "failed"
+    assert ledger(engine)["2013-01-02"].status == "quarantined"
     ctx = ModelContext.load("flights_delay")
     status = warehouse_status(ctx)
     owed = status["undelivered_alerts"]
@@ -380,7 +327,7 @@ def test_alerts_undelivered_past_every_retry_go_out_once_when_the_channels_answe
 
     monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SMTP", catcher.smtp_connection("airloop@example.com"))
     monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_SLACK", catcher.slack_connection())
-    outbox = _dag("alert_outbox.py", "airloop_alert_outbox")
+    outbox = dag("alert_outbox.py", "airloop_alert_outbox")
     assert (
         outbox.test().state == "success"
     )  # queued a minute ago: the alert task's retries may still be on it

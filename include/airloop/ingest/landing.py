@@ -299,6 +299,7 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
     # CSV carries no types: a text column that happens to be all empty must not turn into floats.
     text = {c.name: str for c in spec.contract.columns if c.type == "string"}
     manifest, _problems = _manifest(spec, landed)
+    first: tuple[str, list[str]] | None = None  # the first file read: its name and columns
     for name, file in landed.data_files():
         fmt = _SUFFIXES[file.suffix.lower()]
         if fmt == "csv" and (ragged := ragged_csv_lines(file, name=name)):
@@ -313,10 +314,28 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
             continue
         if manifest is not None and (wrong := row_problem(manifest, name, len(frame))):
             problems.append(wrong)
+        if first is None:
+            first = (name, list(frame.columns))
+        elif (differ := _columns_differ(first, name, list(frame.columns))) is not None:
+            problems.append(differ)
         frames.append(parse_timestamps(plain_values(frame), timestamps, spec.contract.timezone))
     if problems:
         return None, problems
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
+
+
+def _columns_differ(first: tuple[str, list[str]], name: str, columns: list[str]) -> str | None:
+    """Why file ``name``'s columns differ from the first file's (files of one partition are concatenated, and a
+    column one of them lacks would become nulls), or None."""
+    first_name, expected = first
+    missing = [c for c in expected if c not in columns]
+    extra = [c for c in columns if c not in expected]
+    if not missing and not extra:
+        return None
+    parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
+        [f"adds {', '.join(extra)}"] if extra else []
+    )
+    return f"file {name}: columns differ from file {first_name}'s: {'; '.join(parts)}"
 
 
 def plain_values(frame: pd.DataFrame) -> pd.DataFrame:
@@ -352,6 +371,11 @@ def ragged_csv_lines(file: Path, limit: int = 3, name: str | None = None) -> lis
             header = next(reader, None)
             if header is None:
                 return []
+            doubled = sorted({column for column in header if header.count(column) > 1})
+            if doubled:
+                return [
+                    f"file {name}, line 1: the header names column(s) {', '.join(map(repr, doubled))} twice"
+                ]
             for row in reader:
                 if len(row) != len(header) and row:
                     if len(problems) < limit:

@@ -145,7 +145,11 @@ def validate_frame(
 
     result_dict = result.to_json_dict()
     failures = _describe_failures(result_dict, spec)
-    unstorable = nul_failures(df, spec) + (outside_failures(df, spec, interval) if interval else [])
+    unstorable = (
+        unparsed_time_failures(df, spec)
+        + nul_failures(df, spec)
+        + (outside_failures(df, spec, interval) if interval else [])
+    )
     result.meta["airloop"] = {"result_id": result_id, "model": spec.name, "batch_key": batch_key}
     if unstorable:
         # Checks of airloop's own (no GX expectation holds them): the kept result and its Data Docs page must not
@@ -197,6 +201,35 @@ def outside_failures(df: pd.DataFrame, spec: ModelSpec, interval: tuple[datetime
         f"column '{column}': {int(outside.sum())} row(s) outside the partition's interval "
         f"[{interval[0].isoformat()}, {interval[1].isoformat()}){widened}, e.g. {examples!r}"
     ]
+
+
+def unparsed_time_failures(df: pd.DataFrame, spec: ModelSpec) -> list[str]:
+    """Values of a timestamp column that are no time at all (``"soon"``), named with their rows: the type check
+    only says the column is not all times, and its examples are the values that did parse."""
+    import pandas as pd
+
+    failures = []
+    for column in spec.contract.columns:
+        if column.type != "timestamp" or column.name not in df.columns or df[column.name].dtype != object:
+            continue
+        values = df[column.name]
+        parsed = pd.Series(
+            [
+                pd.to_datetime(v, errors="coerce", format="ISO8601", utc=True) if isinstance(v, str) else v
+                for v in values
+            ],
+            index=values.index,
+            dtype=object,
+        )
+        bad = (parsed.isna() & values.notna()).to_numpy(dtype=bool)
+        if bad.any():
+            rows = [int(i) for i in bad.nonzero()[0][:_MAX_EXAMPLES]]
+            examples = list(dict.fromkeys(values[bad].astype(str).head(50)))[:_MAX_EXAMPLES]
+            failures.append(
+                f"column '{column.name}': {int(bad.sum())} value(s) not a time, e.g. {examples!r} "
+                f"(_row {', '.join(map(str, rows))}{', ...' if bad.sum() > len(rows) else ''})"
+            )
+    return failures
 
 
 def nul_failures(df: pd.DataFrame, spec: ModelSpec) -> list[str]:

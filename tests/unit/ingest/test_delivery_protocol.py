@@ -232,3 +232,22 @@ def test_an_empty_part_file_folder_and_a_manifest_of_part_files(tmp_path, frame)
         folder, {f"flights.parquet/{p}": n for p, n in zip(parts, [250, 250, len(frame) - 500], strict=True)}
     )
     assert _problems(spec, tmp_path) == []
+
+
+def test_files_of_one_partition_with_different_columns_are_named(tmp_path, frame):
+    folder = tmp_path / f"date={DAY}"
+    folder.mkdir()
+    frame.iloc[:300].to_parquet(folder / "a.parquet", index=False)
+    frame.iloc[300:].drop(columns=["carrier"]).assign(gate=1).to_parquet(folder / "b.parquet", index=False)
+    assert _problems(_spec(), tmp_path) == [
+        "file b.parquet: columns differ from file a.parquet's: lacks carrier; adds gate"
+    ]
+
+
+def test_a_csv_header_naming_a_column_twice_is_named(tmp_path, frame):
+    folder = tmp_path / f"date={DAY}"
+    folder.mkdir()
+    (folder / "flights.csv").write_text("carrier,flight,carrier\nUA,1,UA\n")
+    assert _problems(_spec(), tmp_path) == [
+        "file flights.csv, line 1: the header names column(s) 'carrier' twice"
+    ]

@@ -418,3 +418,17 @@ def test_a_failure_of_airloops_own_checks_is_in_the_kept_result_too(spec, tmp_pa
     kept = json.loads(Path(outcome.result_path).read_text())
     assert kept["success"] is False
     assert any("NUL character" in f for f in kept["meta"]["airloop"]["failures"])
+
+
+def test_values_of_a_timestamp_column_that_are_no_time_are_named_with_their_rows():
+    from airloop.ingest.validation import unparsed_time_failures
+
+    spec = load_spec(Path(__file__).resolve().parents[3] / "config" / "models" / "flights_delay.yaml")
+    frame = pd.DataFrame(
+        {"time_hour": ["2013-01-02T05:00:00Z", "soon", None, "2013-01-02 07:00", "13/45/2013"]}
+    )
+    assert unparsed_time_failures(frame, spec) == [
+        "column 'time_hour': 2 value(s) not a time, e.g. ['soon', '13/45/2013'] (_row 1, 4)"
+    ]
+    parsed = frame.assign(time_hour=pd.to_datetime(["2013-01-02T05:00:00Z"] * 5, utc=True))
+    assert unparsed_time_failures(parsed, spec) == []
