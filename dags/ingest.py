@@ -62,6 +62,7 @@ def ingest_dag(spec: ModelSpec) -> DAG:
                 partition=dagkit.partition_template(spec),
                 wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
                 marker=spec.source.ready_file,
+                part_folders=spec.source.part_folders,
                 poke_interval=spec.source.poke_interval_seconds,
                 # A timeout fails for good (AirflowFailException). The retries are for Airflow 3.3's race that can
                 # mark a quickly resumed deferred task failed (apache/airflow#72716): the retry re-checks the folder.

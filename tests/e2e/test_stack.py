@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import PG_ADMIN_URL
 
 from airloop.local.demo.replay import day_frame, write_partition
 
@@ -231,7 +232,7 @@ def test_a_scheduler_killed_mid_backfill_is_restarted_and_every_day_loads_once(s
     """SIGKILL of the scheduler while a backfill's tasks run: the stack stops what it left in its session (the
     executor's workers, holding database sessions, and its log server), restarts it, and the backfill finishes
     with every day loaded exactly once and the ledger equal to the table."""
-    from airloop.local.processes import session_members
+    from airloop.local.processes import alive, session_members
     from airloop.model.context import ModelContext
 
     ctx = ModelContext.load("flights_delay", stack.settings)
@@ -259,7 +260,7 @@ def test_a_scheduler_killed_mid_backfill_is_restarted_and_every_day_loads_once(s
         assert time.monotonic() < deadline, "the scheduler was not restarted within 90 s"
         time.sleep(0.2)
     assert stack.stack.pids()["scheduler"] != killed
-    assert session_members(killed) == [], "the dead scheduler left processes running"
+    assert alive(session_members(killed)) == [], "the dead scheduler left processes running"
 
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
     assert [(r["logical_date"][:10], r["state"]) for r in runs] == [
@@ -298,6 +299,115 @@ def test_a_triggerer_killed_while_sensors_wait_is_restarted_and_their_days_load_
         expected[day.isoformat()] = len(frame)
 
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=300)
+    assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
+    _loaded_once(ctx, expected)
+
+
+def _land(ctx, days: list[date]) -> dict[str, int]:
+    expected = {}
+    for day in days:
+        frame = day_frame(day)
+        write_partition(frame, ctx.landing, day)
+        expected[day.isoformat()] = len(frame)
+    return expected
+
+
+def _admin_engine():
+    import sqlalchemy as sa
+
+    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def test_a_load_killed_inside_its_transaction_is_rolled_back_and_retried_once(stack) -> None:
+    """SIGKILL of a load_batch task process inside its load transaction: the test holds one day's partition lock,
+    so that day's load opens its transaction and waits on the lock (seen in PostgreSQL's pg_locks); its process is
+    killed there, the transaction rolled back, the task retried, and every day of the backfill ends loaded
+    exactly once."""
+    import sqlalchemy as sa
+
+    from airloop.model.context import ModelContext
+    from airloop.store.db import partition_transaction
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    days = [date(2013, 10, d) for d in range(20, 24)]
+    held = days[1].isoformat()
+    expected = _land(ctx, days)
+    stack.wait_for_dag(INGEST)
+    first, last = _at(days[0]), _at(days[-1])
+    warehouse = sa.engine.make_url(stack.settings.warehouse_url).database
+    waiting = sa.text(
+        "select a.client_port from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+        "where l.locktype = 'advisory' and not l.granted and a.datname = :db"
+    )
+    admin = _admin_engine()
+    with partition_transaction(ctx.warehouse, ctx.name, held):
+        backfill = stack.start_backfill(INGEST, first, last, max_active_runs=4)
+        deadline = time.monotonic() + 240
+        with admin.connect() as conn:
+            while not (ports := {row[0] for row in conn.execute(waiting, {"db": warehouse})}):
+                assert time.monotonic() < deadline, (
+                    f"no load of {held} waited on its partition lock within 240 s"
+                )
+                time.sleep(0.1)
+        [task] = {
+            psutil.Process(c.pid)
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port in ports
+        }
+        title = " ".join(task.cmdline()).strip()
+        assert title.startswith("airflow worker -- "), title  # a task process: "airflow worker -- <ti id>"
+        task.kill()
+        task.wait(timeout=30)
+    admin.dispose()
+
+    runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
+    assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
+    [load] = stack.api(
+        "GET",
+        f"/api/v2/dags/{INGEST}/dagRuns/~/taskInstances",
+        query={
+            "task_id": "load_batch",
+            "logical_date_gte": _at(days[1]).isoformat(),
+            "logical_date_lte": _at(days[1]).isoformat(),
+        },
+    )["task_instances"]
+    assert load["id"] == title.removeprefix("airflow worker -- ") and load["try_number"] == 2
+    _loaded_once(ctx, expected)
+
+
+def test_a_warehouse_refusing_connections_mid_backfill_ends_with_every_day_loaded_once(stack) -> None:
+    """The warehouse database refuses new connections and its sessions are cut while a backfill runs: tasks fail
+    and wait for their retries; once it accepts connections again, every day ends loaded exactly once."""
+    import sqlalchemy as sa
+
+    from airloop.model.context import ModelContext
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    days = [date(2013, 10, d) for d in range(25, 29)]
+    expected = _land(ctx, days)
+    stack.wait_for_dag(INGEST)
+    first, last = _at(days[0]), _at(days[-1])
+    warehouse = sa.engine.make_url(stack.settings.warehouse_url).database
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'alter database "{warehouse}" allow_connections false'))
+            conn.execute(
+                sa.text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :db"),
+                {"db": warehouse},
+            )
+        backfill = stack.start_backfill(INGEST, first, last, max_active_runs=4)
+        deadline = time.monotonic() + 240
+        while not (waiting := _tasks_in(stack, "up_for_retry", first, last)):
+            assert time.monotonic() < deadline, "no task failed while the warehouse refused connections"
+            time.sleep(0.5)
+        print(f"warehouse refusing connections; waiting for a retry: {waiting}")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'alter database "{warehouse}" allow_connections true'))
+        admin.dispose()
+
+    runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
     assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
     _loaded_once(ctx, expected)
 

@@ -11,8 +11,9 @@ delivered it. Task failures are announced by an on-failure callback (:func:`aler
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,7 +134,9 @@ def alert_task_failure(ctx: ModelContext, context: Mapping[str, Any]) -> list[di
         results = send_alert(ctx.spec.alerts, alert, context)
         if not all(r.ok for r in results):
             # Queued only now: a failure alert that went out must not create or touch the warehouse.
-            key = f"alert:failure:{ctx.name}:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{ti.try_number}:"
+            # Hashed: a run id may be long, and the key must fit the event log's dedup key.
+            attempt = f"{ti.dag_id}\0{ti.run_id}\0{ti.task_id}\0{ti.map_index}\0{ti.try_number}"
+            key = f"alert:failure:{ctx.name}:{hashlib.sha256(attempt.encode()).hexdigest()[:32]}:"
             _queue(ctx, alert, key, context)
             _record(ctx, alert, key, results, context)
     except Exception:  # a failure alert must never hide the task's own error
@@ -149,18 +152,24 @@ def redeliver_alerts(
     *,
     grace: timedelta = OUTBOX_GRACE,
     now: datetime | None = None,
+    task_finished: Callable[[AlertQueuedPayload], bool] = lambda _alert: True,
 ) -> dict[str, Any]:
     """Send every alert queued more than ``grace`` ago by the channels that have not delivered it yet, recording
     each delivery; raises :class:`~airloop.airflow.notify.AlertDeliveryError` when a channel failed again (the
     alert stays queued for the next run).
 
     ``specs`` are the deployment's models by name: a channel's connection comes from its model's spec as it is
-    now. A channel the spec no longer configures stays owed (``airloop status`` lists it) and is not tried.
+    now. A channel the spec no longer configures stays owed (``airloop status`` lists it) and is not tried. An
+    alert whose task may still send it (``task_finished`` says no: retrying, queued, cleared) is left to the task,
+    so the two never send it at once.
     """
     owed = undelivered_alerts(engine, queued_before=(now or datetime.now(UTC)) - grace)
     failed: list[ChannelResult] = []
-    delivered = skipped = 0
+    delivered = skipped = waiting = 0
     for item in owed:
+        if not task_finished(item.alert):
+            waiting += 1
+            continue
         spec = specs.get(item.model)
         if spec is None:
             log.warning("alert %r of %s is owed but no spec names that model", item.alert.subject, item.model)
@@ -185,7 +194,13 @@ def redeliver_alerts(
                 delivered += 1
             else:
                 failed.append(result)
-    summary = {"owed": len(owed), "delivered": delivered, "failed": len(failed), "unknown_model": skipped}
+    summary = {
+        "owed": len(owed),
+        "delivered": delivered,
+        "failed": len(failed),
+        "left_to_their_task": waiting,
+        "unknown_model": skipped,
+    }
     log.info("alert outbox: %s", summary)
     raise_if_failed(failed, QUEUED_NOTE)
     return summary
@@ -197,7 +212,7 @@ def _deliver(
     """Queue ``alert`` under ``key``, send it by the channels not yet recorded as delivered, record the delivered
     ones, and raise :class:`~airloop.airflow.notify.AlertDeliveryError` for the failed ones."""
     _queue(ctx, alert, key, context, partition=partition)
-    sent = delivered_channels(ctx.warehouse, key)
+    sent = delivered_channels(ctx.warehouse, key, configured_channels(ctx.spec.alerts))
     results = send_alert(ctx.spec.alerts, alert, context, skip=sent)
     _record(ctx, alert, key, results, context, partition=partition)
     raise_if_failed(results, QUEUED_NOTE)
@@ -217,6 +232,8 @@ def _queue(
         slack_text=alert.slack_text,
         dag_id=getattr(ti, "dag_id", None),
         run_id=getattr(ti, "run_id", None),
+        task_id=getattr(ti, "task_id", None),
+        map_index=getattr(ti, "map_index", None),
     )
     queue_alert(ctx.warehouse, ctx.name, queued, partition=partition)
 

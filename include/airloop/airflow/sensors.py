@@ -32,6 +32,8 @@ class LandedPartitionSensor(BaseSensorOperator):
     :param partition: the partition key, ``YYYY-MM-DD`` (templated).
     :param wait_timeout: how long a missing partition is waited for.
     :param marker: the completion marker the partition is waited for (None: any data file).
+    :param part_folders: the source reads part-file folders: the marker may be in each of them (as Spark writes
+        it) instead of beside them.
     """
 
     template_fields: Sequence[str] = ("partition",)
@@ -44,6 +46,7 @@ class LandedPartitionSensor(BaseSensorOperator):
         partition: str,
         wait_timeout: timedelta,
         marker: str | None = "_SUCCESS",
+        part_folders: bool = False,
         **kwargs: Any,
     ) -> None:
         # The trigger enforces the deadline with a clear message; Airflow's own timeout is only a backstop.
@@ -54,6 +57,7 @@ class LandedPartitionSensor(BaseSensorOperator):
         self.partition = partition
         self.wait_timeout = wait_timeout
         self.marker = marker
+        self.part_folders = part_folders
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
             trigger_cls="airloop.airflow.triggers.PartitionLandedTrigger",
@@ -64,7 +68,7 @@ class LandedPartitionSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Any) -> bool:
-        return is_landed(settings().landing_for(self.model), self.partition, self.marker)
+        return is_landed(settings().landing_for(self.model), self.partition, self.marker, self.part_folders)
 
     def execute(self, context: Any) -> None:
         if self.poke(context):
@@ -92,6 +96,7 @@ class LandedPartitionSensor(BaseSensorOperator):
             "wait_seconds": self.wait_timeout.total_seconds(),
             "poke_interval": self.poke_interval,
             "marker": self.marker,
+            "part_folders": self.part_folders,
         }
 
 

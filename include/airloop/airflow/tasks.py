@@ -25,6 +25,7 @@ from airloop.core.contracts import (
     Trained,
     Verdict,
 )
+from airloop.core.events import AlertQueuedPayload
 from airloop.core.partitions import partition_key
 from airloop.core.settings import settings
 from airloop.core.spec import SqlSourceSpec
@@ -226,13 +227,34 @@ def _iso(value: Any) -> str | None:
 # -- airloop_alert_outbox ---------------------------------------------------------------------------------------
 
 
+#: Task states after which a task sends nothing more.
+FINISHED_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
 def redeliver_queued_alerts(grace_minutes: float, context: Mapping[str, Any]) -> dict[str, Any]:
     """Send the alerts queued more than ``grace_minutes`` ago that a channel has not delivered, for every model."""
     config = settings()
     folder = load_model_specs(config.models_dir, cache_dir=config.cache_dir / "specs")
+    ti = context["ti"]
+
+    def task_finished(alert: AlertQueuedPayload) -> bool:
+        """Whether the task that queued ``alert`` is done with it (failed, succeeded, gone): asked through the
+        Task SDK, which answers from Airflow's metadata through the API server."""
+        if not (alert.dag_id and alert.run_id and alert.task_id):
+            return True
+        states = ti.get_task_states(
+            dag_id=alert.dag_id, task_ids=[alert.task_id], run_ids=[alert.run_id], map_index=alert.map_index
+        )
+        mapped = alert.map_index is not None and alert.map_index >= 0
+        state = states.get(alert.run_id, {}).get(
+            f"{alert.task_id}_{alert.map_index}" if mapped else alert.task_id
+        )
+        return state is None or str(state) in FINISHED_STATES
+
     return redeliver_alerts(
         open_warehouse(config.warehouse_url),
         {spec.name: spec for spec in folder.specs},
         context,
         grace=timedelta(minutes=grace_minutes),
+        task_finished=task_finished,
     )

@@ -38,6 +38,7 @@ class PartitionLandedTrigger(BaseTrigger):
         poke_interval: float = 30.0,
         end_from_trigger: bool = False,
         marker: str | None = None,
+        part_folders: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -46,6 +47,7 @@ class PartitionLandedTrigger(BaseTrigger):
         self.poke_interval = poke_interval
         self.end_from_trigger = end_from_trigger
         self.marker = marker
+        self.part_folders = part_folders
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -57,6 +59,7 @@ class PartitionLandedTrigger(BaseTrigger):
                 "poke_interval": self.poke_interval,
                 "end_from_trigger": self.end_from_trigger,
                 "marker": self.marker,
+                "part_folders": self.part_folders,
             },
         )
 
@@ -64,7 +67,7 @@ class PartitionLandedTrigger(BaseTrigger):
         landing = settings().landing_for(self.model)
         deadline = time.monotonic() + self.wait_seconds
         while True:
-            if await asyncio.to_thread(is_landed, landing, self.partition, self.marker):
+            if await asyncio.to_thread(is_landed, landing, self.partition, self.marker, self.part_folders):
                 if self.end_from_trigger:
                     self.log.info("partition %s of %s has landed in %s", self.partition, self.model, landing)
                     yield TaskSuccessEvent()

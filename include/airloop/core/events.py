@@ -123,6 +123,9 @@ class AlertQueuedPayload(Contract):
     slack_text: str
     dag_id: str | None
     run_id: str | None
+    #: The task instance that queued it (None for an alert queued outside a task).
+    task_id: str | None = None
+    map_index: int | None = None
 
 
 PAYLOADS: dict[EventKind, type[Contract]] = {

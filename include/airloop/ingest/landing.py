@@ -106,7 +106,12 @@ def find_partition(
     sha256: dict[str, str] = {}
     for entry in entries:
         digest.update(entry.name.encode() + b"\0")
-        mode = entry.lstat().st_mode
+        try:
+            mode = entry.lstat().st_mode
+        except OSError as exc:  # gone since the listing, or a folder without search permission
+            digest.update(f"unstatable\0{exc.errno}".encode())
+            problems.append(f"{entry.name}: cannot be examined: {exc.strerror or exc}")
+            continue
         if stat.S_ISLNK(mode):
             target = os.readlink(entry)
             digest.update(b"link\0" + os.fsencode(target))
@@ -165,7 +170,11 @@ def _part_files(folder: Path) -> tuple[tuple[Path, ...], list[str]]:
         return (), [f"{folder.name}: a part-file folder that cannot be listed: {exc.strerror or exc}"]
     found, problems = [], []
     for path in names:
-        mode = path.lstat().st_mode
+        try:
+            mode = path.lstat().st_mode
+        except OSError as exc:  # a folder without search permission lists its names only
+            problems.append(f"{folder.name}/{path.name}: cannot be examined: {exc.strerror or exc}")
+            continue
         if stat.S_ISREG(mode):
             found.append(path)
         else:
@@ -205,8 +214,12 @@ def _listing(folder: Path) -> bytes:
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         for name in sorted(names) + dirs:
-            info = os.lstat(os.path.join(root, name))
             where = os.path.relpath(os.path.join(root, name), folder)
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError as exc:  # a folder without search permission: its names, not their details
+                lines.append(f"{where}\0unstatable\0{exc.errno}")
+                continue
             lines.append(f"{where}\0{stat.S_IFMT(info.st_mode)}\0{info.st_size}\0{info.st_mtime_ns}")
     return "\n".join(lines).encode()
 
@@ -470,20 +483,34 @@ def land_frame(
     return target
 
 
-def is_landed(landing: Path, partition: str, marker: str | None = None) -> bool:
+def is_landed(landing: Path, partition: str, marker: str | None = None, part_folders: bool = False) -> bool:
     """Whether a partition is there to validate. With a completion ``marker`` (the source's
-    ``completion_marker``), once the marker is in its folder: the writer says the partition is whole. Without,
-    once the folder holds at least one entry (hidden and ``_`` names aside): a data file, or anything else that was
-    delivered, which validation then quarantines (a link, a folder) rather than waiting for it. A partition folder
-    that is itself a link counts as landed too, for the same reason."""
+    ``completion_marker``), once the marker is in its folder: the writer says the partition is whole; with
+    ``part_folders``, also once every folder in it holds the marker (Spark writes ``_SUCCESS`` inside the folder it
+    writes, ``flights.parquet/_SUCCESS``). Without a marker, once the folder holds at least one entry (hidden and
+    ``_`` names aside): a data file, or anything else that was delivered, which validation then quarantines (a
+    link, a folder) rather than waiting for it. A partition folder that is itself a link counts as landed too, for
+    the same reason."""
     directory = partition_dir(landing, partition)
     if directory.is_symlink():
         return True
-    if marker is not None:
-        return os.path.lexists(directory / marker)
     try:
+        if marker is not None:
+            if os.path.lexists(directory / marker):
+                return True
+            if not part_folders:
+                return False
+            folders = [p for p in directory.iterdir() if not p.name.startswith((".", "_")) and _is_folder(p)]
+            return bool(folders) and all(os.path.lexists(folder / marker) for folder in folders)
         return any(not p.name.startswith((".", "_")) for p in directory.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return False
     except PermissionError:
         return True  # there, but unreadable: validation quarantines it with the reason
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False

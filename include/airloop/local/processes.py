@@ -64,7 +64,12 @@ def terminate(
 ) -> list[psutil.Process]:
     """SIGTERM the process groups of everything ``processes`` started (their sessions, and their descendants when
     they are alive); those still alive at the end."""
-    tree = {proc.pid: proc for process in processes for proc in descendants(process.pid)}.values()
+    tree = {
+        proc.pid: proc
+        for process in processes
+        # A leader already reaped (poll() has its code) is no process to walk: its pid may be someone else's now.
+        for proc in descendants(process.pid, walk=process.poll() is None)
+    }.values()
     groups = set()
     for proc in tree:
         try:
@@ -81,10 +86,12 @@ def terminate(
     return alive(list(tree))
 
 
-def descendants(leader: int) -> list[psutil.Process]:
-    """The session led by ``leader`` (alive or dead), and the descendants of ``leader`` if it is alive (one that
-    left the session with ``setsid`` is still found while its parents live)."""
+def descendants(leader: int, walk: bool = True) -> list[psutil.Process]:
+    """The session led by ``leader`` (alive or dead), and, with ``walk``, the descendants of process ``leader``
+    (one that left the session with ``setsid`` is still found while its parents live)."""
     found = {proc.pid: proc for proc in session_members(leader)}
+    if not walk:
+        return list(found.values())
     try:
         root = psutil.Process(leader)
         for proc in [root, *root.children(recursive=True)]:

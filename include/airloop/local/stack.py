@@ -140,7 +140,7 @@ class Stack:
             return {run.component.name: run.process.pid for run in self._running}
 
     def restarts(self) -> dict[str, int]:
-        """How often each component has been restarted since the stack started."""
+        """How often each component has been restarted in the last :data:`RESTART_WINDOW` seconds."""
         with self._guard:
             return {run.component.name: len(run.restarts) for run in self._running}
 
@@ -230,41 +230,22 @@ class Stack:
         of its own), while the API server and MLflow still answer them so they can record how they ended; then
         the API server and MLflow. What is left after that gets SIGKILL. A second Ctrl-C skips the waiting.
         """
-        self._stopping.set()
-        if self._supervisor is not None:
-            self._supervisor.join()  # a restart under way ends first; nothing is started after this
-            self._supervisor = None
-        if self._running:
-            hurry = threading.Event()
-            previous = {
-                signum: signal.signal(signum, lambda *_: hurry.set())
-                for signum in (signal.SIGINT, signal.SIGTERM)
-                if in_main_thread()
-            }
-            try:
-                began = time.monotonic()
-                left: list[psutil.Process] = []
-                for round_ in (
-                    [run for run in self._running if run.component.name not in SERVERS],
-                    [run for run in self._running if run.component.name in SERVERS],
-                ):
-                    self.report("stopping " + ", ".join(run.component.name for run in round_))
-                    left += terminate([run.process for run in round_], time.monotonic() + grace, hurry)
-                if left:
-                    self.report(f"killing what is still running: {'; '.join(describe(p) for p in left)}")
-                    for run in self._running:
-                        signal_group(run.process.pid, signal.SIGKILL)
-                    for proc in left:
-                        kill(proc)
-                    # SIGKILL is not instant: wait until the kernel has taken them, so nothing outlives stop().
-                    psutil.wait_procs(left, timeout=10)
-                for run in self._running:
-                    run.process.wait()
-                self.report(f"stack stopped in {time.monotonic() - began:.1f} s")
-            finally:
-                self._running.clear()
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+        hurry = threading.Event()
+        previous = {
+            signum: signal.signal(signum, lambda *_: hurry.set())
+            for signum in (signal.SIGINT, signal.SIGTERM)
+            if in_main_thread()
+        }
+        try:
+            self._stopping.set()
+            if self._supervisor is not None:
+                # A restart under way ends first (it stops waiting once told to); nothing starts after this.
+                self._supervisor.join(timeout=LEFTOVER_GRACE + 20)
+                self._supervisor = None
+            self._stop_components(grace, hurry)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         if self._catcher is not None:
             self._catcher.stop()
             self._catcher = None
@@ -273,6 +254,34 @@ class Stack:
             self.caught_connections.clear()
         self._release_sigterm()
         self._release_lock()
+
+    def _stop_components(self, grace: float, hurry: threading.Event) -> None:
+        with self._guard:
+            running = list(self._running)
+        if running:
+            try:
+                began = time.monotonic()
+                left: list[psutil.Process] = []
+                for round_ in (
+                    [run for run in running if run.component.name not in SERVERS],
+                    [run for run in running if run.component.name in SERVERS],
+                ):
+                    self.report("stopping " + ", ".join(run.component.name for run in round_))
+                    left += terminate([run.process for run in round_], time.monotonic() + grace, hurry)
+                if left:
+                    self.report(f"killing what is still running: {'; '.join(describe(p) for p in left)}")
+                    for run in running:
+                        signal_group(run.process.pid, signal.SIGKILL)
+                    for proc in left:
+                        kill(proc)
+                    # SIGKILL is not instant: wait until the kernel has taken them, so nothing outlives stop().
+                    psutil.wait_procs(left, timeout=10)
+                for run in running:
+                    run.process.wait()
+                self.report(f"stack stopped in {time.monotonic() - began:.1f} s")
+            finally:
+                with self._guard:
+                    self._running.clear()
 
     def banner(self) -> list[str]:
         """Lines for the terminal: URLs, login, where logs and alerts go.
@@ -366,28 +375,29 @@ class Stack:
     def _supervise(self) -> None:
         """Restart a component that exited, until :meth:`stop` or until one keeps dying."""
         while not self._stopping.wait(0.5):
-            for run in list(self._running):
-                if run.process.poll() is None:
-                    continue
+            with self._guard:
+                exited = [run for run in self._running if run.process.poll() is not None]
+            for run in exited:
                 problem = self._describe_exit(run)
                 self.report(problem)
                 now = time.monotonic()
                 recent = [t for t in run.restarts if now - t < RESTART_WINDOW]
                 if len(recent) >= MAX_RESTARTS:
-                    self._gave_up = (
+                    self._give_up(
                         f"{problem}\n{run.component.name} exited {len(recent) + 1} times within "
                         f"{RESTART_WINDOW / 60:.0f} min: not restarted again, the stack stops"
                     )
-                    self.report(self._gave_up.rsplit("\n", 1)[-1])
-                    self._given_up.set()
                     return
                 try:
                     self._restart(run, restarts=[*recent, now])
-                except StackError as exc:
-                    self._gave_up = f"{problem}\n{run.component.name} could not be restarted: {exc}"
-                    self.report(self._gave_up.rsplit("\n", 1)[-1])
-                    self._given_up.set()
+                except Exception as exc:  # noqa: BLE001 - any failure to restart stops the stack, never the thread alone
+                    self._give_up(f"{problem}\n{run.component.name} could not be restarted: {exc}")
                     return
+
+    def _give_up(self, why: str) -> None:
+        self._gave_up = why
+        self.report(why.rsplit("\n", 1)[-1])
+        self._given_up.set()
 
     def _restart(self, run: _Running, restarts: list[float]) -> None:
         """Stop what the dead component left in its session (an executor's workers, a log server, tasks), wait
@@ -402,14 +412,16 @@ class Stack:
             psutil.wait_procs(left, timeout=10)
         deadline = time.monotonic() + 30
         while busy := [port for port in run.component.ports if not port_free(port)]:
+            if self._stopping.is_set():
+                return
             if time.monotonic() > deadline:
                 raise StackError(f"port(s) {busy} still in use 30 s after {run.component.name} exited")
             time.sleep(0.2)
         with self._guard:
             if self._stopping.is_set():
                 return
+            restarted = self._launch(run.component, restarts=restarts)  # appended to the running components
             self._running.remove(run)
-            restarted = self._launch(run.component, restarts=restarts)
         self.report(
             f"restarted {run.component.name} (pid {restarted.process.pid}): restart {len(restarts)} "
             f"in the last {RESTART_WINDOW / 60:.0f} min"

@@ -8,6 +8,7 @@ retried, so an alert is queued once and recorded as delivered once per channel.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from airloop.core.events import AlertQueuedPayload, AlertSentPayload, EventKind
-from airloop.store.events import event_keys, events_of_kind, record_event
+from airloop.store.events import events_of_kind, record_event
 from airloop.store.schema import events
 
 #: The prefix of a queued alert's dedup key.
@@ -41,9 +42,15 @@ def queue_alert(
     return record_event(engine, model, alert, partition=partition, dedup_key=QUEUED_PREFIX + alert.key)
 
 
-def delivered_channels(engine: Engine, key: str) -> set[str]:
-    """The channels recorded as having delivered the alert keyed ``key``."""
-    return {k.removeprefix(key) for k in event_keys(engine, key)}
+def delivered_channels(engine: Engine, key: str, channels: Iterable[str]) -> set[str]:
+    """Which of ``channels`` are recorded as having delivered the alert keyed ``key`` (exact keys: another alert
+    whose key starts with this one settles nothing here)."""
+    wanted = {key + channel: channel for channel in channels}
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(events.c.dedup_key).where(events.c.dedup_key.in_(list(wanted)))
+        ).scalars()
+        return {wanted[k] for k in found}
 
 
 def record_delivery(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -251,3 +252,29 @@ def test_a_csv_header_naming_a_column_twice_is_named(tmp_path, frame):
     assert _problems(_spec(), tmp_path) == [
         "file flights.csv, line 1: the header names column(s) 'carrier' twice"
     ]
+
+
+def test_with_part_folders_the_marker_spark_writes_inside_each_folder_lands_the_partition(tmp_path, frame):
+    folder = tmp_path / f"date={DAY}"
+    _spark_folder(folder, frame)
+    (folder / "_SUCCESS").unlink()  # Spark writes it inside flights.parquet/ only
+    assert not is_landed(tmp_path, DAY, "_SUCCESS")
+    assert is_landed(tmp_path, DAY, "_SUCCESS", part_folders=True)
+    second = folder / "more.parquet"
+    second.mkdir()
+    frame.head(3).to_parquet(second / "part-00000.parquet", index=False)
+    assert not is_landed(tmp_path, DAY, "_SUCCESS", part_folders=True)  # one folder still being written
+    (second / "_SUCCESS").touch()
+    assert is_landed(tmp_path, DAY, "_SUCCESS", part_folders=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root examines folders without search permission")
+def test_a_part_folder_without_search_permission_is_a_problem_not_a_crash(tmp_path, frame):
+    folder = tmp_path / f"date={DAY}"
+    data = _spark_folder(folder, frame)
+    data.chmod(0o644)
+    try:
+        problems = _problems(_spec(part_folders=True), tmp_path)
+    finally:
+        data.chmod(0o755)
+    assert any("cannot be examined" in p for p in problems), problems

@@ -56,7 +56,7 @@ def test_a_queued_alert_is_owed_by_each_channel_until_it_delivers(engine):
 
     assert record_delivery(engine, "m", key, _sent("email")) is True
     assert record_delivery(engine, "m", key, _sent("email")) is False
-    assert delivered_channels(engine, key) == {"email"}
+    assert delivered_channels(engine, key, ["email", "slack"]) == {"email"}
     [owed] = undelivered_alerts(engine, "m")
     assert owed.missing == ("slack",)
 
@@ -90,3 +90,8 @@ def test_a_delivery_of_one_alert_never_settles_another(engine):
     queue_alert(engine, "a", _queued("alert:drift:a:w1:x:", channels=["email"]))
     record_delivery(engine, "a", "alert:drift:a:w1:", _sent("email"))
     assert [o.alert.key for o in undelivered_alerts(engine)] == ["alert:drift:a:w1:x:"]
+    assert delivered_channels(engine, "alert:drift:a:w1:x:", ["email", "slack"]) == set()
+    # A model name with SQL wildcards in it (_ and %) matches itself only.
+    record_delivery(engine, "a", "alert:drift:a_b:w1:", _sent("email"))
+    assert delivered_channels(engine, "alert:drift:aXb:w1:", ["email"]) == set()
+    assert delivered_channels(engine, "alert:drift:a", ["email"]) == set()
