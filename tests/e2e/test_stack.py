@@ -222,6 +222,19 @@ def _loaded_once(ctx, expected: dict[str, int]) -> None:
     assert {p: partition_row_count(ctx.warehouse, ctx.spec, p) for p in expected} == expected
 
 
+def _kill_and_await_restart(stack, component: str) -> int:
+    """SIGKILL a component's own process (what it started is left for the stack to find) and wait until the stack
+    has restarted it; the killed pid."""
+    killed = stack.stack.pids()[component]
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while stack.stack.restarts().get(component, 0) < 1:
+        assert time.monotonic() < deadline, f"{component} was not restarted within 90 s"
+        time.sleep(0.2)
+    assert stack.stack.pids()[component] != killed
+    return killed
+
+
 def _tasks_in(stack, state: str, first: datetime, last: datetime) -> list[str]:
     query = {"state": state, "logical_date_gte": first.isoformat(), "logical_date_lte": last.isoformat()}
     tis = stack.api("GET", f"/api/v2/dags/{INGEST}/dagRuns/~/taskInstances", query=query)["task_instances"]
@@ -236,11 +249,7 @@ def test_a_scheduler_killed_mid_backfill_is_restarted_and_every_day_loads_once(s
     from airloop.model.context import ModelContext
 
     ctx = ModelContext.load("flights_delay", stack.settings)
-    expected = {}
-    for day in FAULT_DAYS:
-        frame = day_frame(day)
-        write_partition(frame, ctx.landing, day)
-        expected[day.isoformat()] = len(frame)
+    expected = _land(ctx, FAULT_DAYS)
     stack.wait_for_dag(INGEST)
     first, last = _at(FAULT_DAYS[0]), _at(FAULT_DAYS[-1])
     killed = stack.stack.pids()["scheduler"]
@@ -252,14 +261,8 @@ def test_a_scheduler_killed_mid_backfill_is_restarted_and_every_day_loads_once(s
         time.sleep(0.2)
     orphans = [p for p in session_members(killed) if p.pid != killed]
     assert orphans, "the scheduler's executor workers run in its session"
-    os.kill(killed, signal.SIGKILL)
+    _kill_and_await_restart(stack, "scheduler")
     print(f"scheduler {killed} killed while {running} ran; its session held {len(orphans)} more processes")
-
-    deadline = time.monotonic() + 90
-    while stack.stack.restarts().get("scheduler", 0) < 1:
-        assert time.monotonic() < deadline, "the scheduler was not restarted within 90 s"
-        time.sleep(0.2)
-    assert stack.stack.pids()["scheduler"] != killed
     assert alive(session_members(killed)) == [], "the dead scheduler left processes running"
 
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
@@ -278,7 +281,6 @@ def test_a_triggerer_killed_while_sensors_wait_is_restarted_and_their_days_load_
     days = [date(2013, 10, d) for d in (12, 13, 14)]
     first, last = _at(days[0]), _at(days[-1])
     stack.wait_for_dag(INGEST)
-    killed = stack.stack.pids()["triggerer"]
     backfill = stack.start_backfill(INGEST, first, last, max_active_runs=3)
     deadline = time.monotonic() + 120
     while len(_tasks_in(stack, "deferred", first, last)) < len(days):
@@ -287,16 +289,8 @@ def test_a_triggerer_killed_while_sensors_wait_is_restarted_and_their_days_load_
         )
         time.sleep(0.2)
 
-    os.kill(killed, signal.SIGKILL)
-    deadline = time.monotonic() + 90
-    while stack.stack.restarts().get("triggerer", 0) < 1:
-        assert time.monotonic() < deadline, "the triggerer was not restarted within 90 s"
-        time.sleep(0.2)
-    expected = {}
-    for day in days:
-        frame = day_frame(day)
-        write_partition(frame, ctx.landing, day)
-        expected[day.isoformat()] = len(frame)
+    _kill_and_await_restart(stack, "triggerer")
+    expected = _land(ctx, days)
 
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=300)
     assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
@@ -410,6 +404,40 @@ def test_a_warehouse_refusing_connections_mid_backfill_ends_with_every_day_loade
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
     assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
     _loaded_once(ctx, expected)
+
+
+def test_mlflow_killed_while_a_training_runs_ends_with_one_champion_and_one_record_per_promotion(
+    stack,
+) -> None:
+    """SIGKILL of the MLflow server while flights_delay_train trains (on October, landed by the tests above):
+    the stack restarts it, the training ends, one new version is registered, one version holds the champion
+    alias, and the event log's last champion move names it, once."""
+    from mlflow import MlflowClient
+
+    from airloop.core.events import CHAMPION_MOVES
+    from airloop.model.context import ModelContext
+    from airloop.store.events import events_of
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    train = "flights_delay_train"
+    stack.wait_for_dag(train)
+    client = MlflowClient(stack.mlflow_url)
+    before = {v.version for v in client.search_model_versions("name = 'flights_delay'")}
+    run_id = stack.trigger(train, conf={"window_end": "2013-10-28"})
+    deadline = time.monotonic() + 240
+    while stack.task_states(train, run_id).get("train_challenger") != "running":
+        assert time.monotonic() < deadline, f"training did not start: {stack.task_states(train, run_id)}"
+        time.sleep(0.2)
+    _kill_and_await_restart(stack, "mlflow")
+
+    run = stack.wait_for_run(train, run_id, timeout=600)
+    assert run["state"] == "success", run["task_states"]
+    after = {v.version for v in client.search_model_versions("name = 'flights_delay'")}
+    assert len(after - before) == 1, f"versions registered by one training: {sorted(after - before)}"
+    champion = client.get_registered_model("flights_delay").aliases["champion"]
+    moves = [e for e in events_of(ctx.warehouse, "flights_delay") if e.kind in CHAMPION_MOVES]
+    assert moves and moves[-1].payload.version == champion
+    assert len({e.payload.move_key for e in moves}) == len(moves), "a champion move recorded twice"
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -17,16 +17,15 @@ until the folder is cleared (each a few KB).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from airloop.core.files import atomic_path
 
 #: The safe loader, libyaml's where PyYAML was built with it.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -60,17 +59,10 @@ def _store(entry: Path, document: Any) -> None:
     if not same:
         return
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
+        with atomic_path(entry) as partial:
+            partial.write_text(text)
     except OSError:
         return
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temporary, entry)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
 
 
 def _encode_scalar(value: Any) -> dict[str, str]:

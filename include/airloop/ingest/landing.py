@@ -9,7 +9,6 @@ delivery, quarantined with their reason, never a crash.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airloop.core.errors import SourceError
+from airloop.core.files import atomic_path
 from airloop.core.spec import LandingSourceSpec, ModelSpec
 from airloop.ingest.manifest import Manifest, delivery_problems, read_manifest, row_problem
 
@@ -249,15 +249,8 @@ def keep_entry(entry: Path, target: Path) -> str | None:
         elif stat.S_ISREG(mode):
             # Copied beside the target, then renamed over it: a rename replaces whatever is at the target (a link
             # kept from an earlier delivery included) and never writes through it.
-            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            os.close(handle)
-            try:
-                shutil.copy2(entry, temporary)
-                os.replace(temporary, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            with atomic_path(target) as partial:
+                shutil.copy2(entry, partial)
         else:
             return f"{entry.name}: not a regular file, not kept"
     except (OSError, shutil.Error) as exc:
