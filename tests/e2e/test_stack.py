@@ -348,7 +348,7 @@ def test_a_load_killed_inside_its_transaction_is_rolled_back_and_retried_once(st
             for c in psutil.net_connections(kind="tcp")
             if c.laddr and c.laddr.port in ports
         }
-        title = " ".join(task.cmdline()).strip()
+        title, pid = " ".join(task.cmdline()).strip(), task.pid
         assert title.startswith("airflow worker -- "), title  # a task process: "airflow worker -- <ti id>"
         task.kill()
         task.wait(timeout=30)
@@ -356,16 +356,13 @@ def test_a_load_killed_inside_its_transaction_is_rolled_back_and_retried_once(st
 
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
     assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
-    [load] = stack.api(
-        "GET",
-        f"/api/v2/dags/{INGEST}/dagRuns/~/taskInstances",
-        query={
-            "task_id": "load_batch",
-            "logical_date_gte": _at(days[1]).isoformat(),
-            "logical_date_lte": _at(days[1]).isoformat(),
-        },
-    )["task_instances"]
-    assert load["id"] == title.removeprefix("airflow worker -- ") and load["try_number"] == 2
+    held_run = next(r["dag_run_id"] for r in runs if r["logical_date"][:10] == held)
+    tries = stack.api("GET", f"/api/v2/dags/{INGEST}/dagRuns/{held_run}/taskInstances/load_batch/tries")
+    # Each try is a task instance of its own (its id too): the first, the killed process, failed; the second loaded.
+    assert [(t["try_number"], t["state"], t["pid"]) for t in tries["task_instances"]][:1] == [
+        (1, "failed", pid)
+    ]
+    assert stack.task_states(INGEST, held_run)["load_batch"] == "success"
     _loaded_once(ctx, expected)
 
 
@@ -406,12 +403,34 @@ def test_a_warehouse_refusing_connections_mid_backfill_ends_with_every_day_loade
     _loaded_once(ctx, expected)
 
 
+def test_four_manual_runs_of_one_day_at_once_load_it_once(stack) -> None:
+    """Four manual ingest runs of the same day, triggered together (what once left three copies of a day while
+    the ledger said one): every run succeeds and the day is in the warehouse once, as the ledger says."""
+    from airloop.model.context import ModelContext
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    day = date(2013, 10, 9)
+    expected = _land(ctx, [day])
+    stack.wait_for_dag(INGEST)
+    stack.unpause(INGEST)
+    # A manual run processes the last complete day before its logical date: each of these processes 2013-10-09.
+    run_ids = [
+        stack.api(
+            "POST", f"/api/v2/dags/{INGEST}/dagRuns", logical_date=f"2013-10-10T0{hour}:00:00+00:00", conf={}
+        )["dag_run_id"]
+        for hour in range(1, 5)
+    ]
+    runs = [stack.wait_for_run(INGEST, run_id, timeout=300) for run_id in run_ids]
+    assert [r["state"] for r in runs] == ["success"] * 4, [r["task_states"] for r in runs]
+    _loaded_once(ctx, expected)
+
+
 def test_mlflow_killed_while_a_training_runs_ends_with_one_champion_and_one_record_per_promotion(
     stack,
 ) -> None:
-    """SIGKILL of the MLflow server while flights_delay_train trains (on October, landed by the tests above):
-    the stack restarts it, the training ends, one new version is registered, one version holds the champion
-    alias, and the event log's last champion move names it, once."""
+    """SIGKILL of the MLflow server while flights_delay_train trains (on ten November days it lands and
+    ingests): the stack restarts it, the training ends, one new version is registered, one version holds the
+    champion alias, and the event log's last champion move names it, once."""
     from mlflow import MlflowClient
 
     from airloop.core.events import CHAMPION_MOVES
@@ -419,11 +438,16 @@ def test_mlflow_killed_while_a_training_runs_ends_with_one_champion_and_one_reco
     from airloop.store.events import events_of
 
     ctx = ModelContext.load("flights_delay", stack.settings)
+    days = [date(2013, 11, d) for d in range(19, 29)]
+    _land(ctx, days)
+    stack.wait_for_dag(INGEST)
+    runs = stack.backfill(INGEST, _at(days[0]), _at(days[-1]), max_active_runs=10)
+    assert {r["state"] for r in runs} == {"success"}
     train = "flights_delay_train"
     stack.wait_for_dag(train)
     client = MlflowClient(stack.mlflow_url)
     before = {v.version for v in client.search_model_versions("name = 'flights_delay'")}
-    run_id = stack.trigger(train, conf={"window_end": "2013-10-28"})
+    run_id = stack.trigger(train, conf={"window_end": days[-1].isoformat()})
     deadline = time.monotonic() + 240
     while stack.task_states(train, run_id).get("train_challenger") != "running":
         assert time.monotonic() < deadline, f"training did not start: {stack.task_states(train, run_id)}"
