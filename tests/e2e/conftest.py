@@ -281,6 +281,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
         AIRLOOP_WAREHOUSE_URL=e2e_databases["warehouse"],
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=e2e_databases["airflow"],
         AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
+        # Retries are what the fault tests exercise, not their waits: Airflow's own cap on a retry's delay
+        # (10-80 s with the DAGs' exponential backoff) brought down to 5 s on the test stack.
+        AIRFLOW__CORE__MAX_TASK_RETRY_DELAY="5",
     )
     running = Stack(load_settings(env=base), base_env=base, report=lambda line: print(f"[stack] {line}"))
     running.start()

@@ -205,6 +205,7 @@ def test_stack_env_keeps_what_the_user_set(local_stack_env: dict[str, str]) -> N
 #: flights_delay days no other e2e test lands (the loop's run to July, the ingest tests' January).
 FAULT_DAYS = [date(2013, 10, d) for d in range(1, 9)]
 INGEST = "flights_delay_ingest"
+OUTBOX = "airloop_alert_outbox"
 
 
 def _at(day: date) -> datetime:
@@ -462,6 +463,43 @@ def test_mlflow_killed_while_a_training_runs_ends_with_one_champion_and_one_reco
     moves = [e for e in events_of(ctx.warehouse, "flights_delay") if e.kind in CHAMPION_MOVES]
     assert moves and moves[-1].payload.version == champion
     assert len({e.payload.move_key for e in moves}) == len(moves), "a champion move recorded twice"
+
+
+def test_alerts_missed_while_the_channels_were_down_go_out_once_when_they_answer(stack) -> None:
+    """The alert channels are down (the catcher stopped) while a bad day is quarantined: the alert task fails
+    through all its tries and the failure alert cannot go out either; both stay queued, `airloop status` lists
+    them, and once the channels answer the outbox DAG delivers each once by each channel, and a second run sends
+    nothing more."""
+    from airloop.model.context import ModelContext
+    from airloop.status import warehouse_status
+
+    ctx = ModelContext.load("flights_delay", stack.settings)
+    day = date(2013, 11, 5)
+    write_partition(day_frame(day).drop(columns=["carrier"]), ctx.landing, day)
+    stack.wait_for_dag(INGEST)
+    stack.wait_for_dag(OUTBOX)
+    catcher = stack.stack.catcher
+    mails, hooks = catcher.emails(), catcher.webhooks()
+    catcher.stop()
+    try:
+        stack.unpause(INGEST)
+        run_id = stack.api(
+            "POST", f"/api/v2/dags/{INGEST}/dagRuns", logical_date="2013-11-06T00:30:00+00:00", conf={}
+        )["dag_run_id"]
+        run = stack.wait_for_run(INGEST, run_id, timeout=300)
+    finally:
+        catcher.start()
+    assert run["state"] == "failed" and run["task_states"]["alert_quarantine"] == "failed", run["task_states"]
+    owed = [a for a in warehouse_status(ctx)["undelivered_alerts"] if a["run_id"] == run_id]
+    assert [a["channels"] for a in owed] == [["email", "slack"], ["email", "slack"]], owed
+    assert (catcher.emails(), catcher.webhooks()) == (mails, hooks)
+
+    for _ in range(2):  # the second run finds nothing owed
+        assert stack.run_dag(OUTBOX, conf={"grace_minutes": 0})["state"] == "success"
+        subjects = sorted(m["Subject"] for m in catcher.emails()[len(mails) :])
+        assert subjects == sorted(a["subject"] for a in owed)
+        assert len(catcher.webhooks()) == len(hooks) + 2
+    assert [a for a in warehouse_status(ctx)["undelivered_alerts"] if a["run_id"] == run_id] == []
 
 
 def _alive(proc: psutil.Process) -> bool:

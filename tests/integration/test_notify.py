@@ -175,3 +175,15 @@ def test_catcher_runs_as_a_process_until_sigterm(tmp_path: Path) -> None:
             proc.wait()
     assert f"SMTP on 127.0.0.1:{smtp_port}" in proc.stderr.read()
     assert AlertCatcher(tmp_path).webhooks() == [{"text": "from another process"}]
+
+
+def test_a_stopped_catcher_starts_again_on_its_ports_and_the_channels_answer_again(
+    notify: ModuleType, connections: AlertCatcher, alert: Alert
+) -> None:
+    ports = (connections.smtp_port, connections.http_port)
+    connections.stop()
+    assert {r.channel: r.ok for r in notify.send_alert(SPEC, alert)} == {"email": False, "slack": False}
+    connections.start()
+    assert (connections.smtp_port, connections.http_port) == ports
+    assert {r.channel: r.ok for r in notify.send_alert(SPEC, alert)} == {"email": True, "slack": True}
+    assert len(connections.emails()) == 1 and len(connections.webhooks()) == 1

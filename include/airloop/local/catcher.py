@@ -38,7 +38,8 @@ class AlertCatcher:
     """Receives e-mail over SMTP and webhook POSTs over HTTP, and stores each one as a file under ``directory``.
 
     Ports 0 (the default) bind free ports; read the real ones from :attr:`smtp_port` and :attr:`http_port`.
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. A stopped catcher starts again on the ports
+    it had, so the connections it handed out stay valid (an outage of the alert channels, then their return).
     """
 
     def __init__(
@@ -98,7 +99,9 @@ class AlertCatcher:
         return self
 
     def stop(self) -> None:
-        """Stop both servers; the stored messages stay."""
+        """Stop both servers; the stored messages stay, and the ports are kept for the next :meth:`start`."""
+        if self._smtp is not None and self._http is not None:
+            self._requested_smtp_port, self._requested_http_port = self.smtp_port, self.http_port
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

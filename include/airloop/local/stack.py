@@ -134,6 +134,11 @@ class Stack:
         """The MLflow UI and tracking server started by the stack."""
         return f"http://127.0.0.1:{self.settings.mlflow_port}"
 
+    @property
+    def catcher(self) -> AlertCatcher | None:
+        """The alert catcher the specs' undefined alert connections point at, while the stack runs."""
+        return self._catcher
+
     def pids(self) -> dict[str, int]:
         """The process id of each running component (each one leads its own session and process group)."""
         with self._guard:
