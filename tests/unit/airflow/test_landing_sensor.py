@@ -82,6 +82,7 @@ def test_the_sensor_starts_from_its_trigger_with_the_partition_templated():
         "wait_seconds": 3600.0,
         "poke_interval": 1,
         "marker": "_SUCCESS",
+        "part_folders": False,
         "end_from_trigger": True,
     }
     # The triggerer renders the operator's template fields that are also trigger arguments.
@@ -111,3 +112,16 @@ def test_with_a_marker_files_without_it_are_still_waited_for(airloop_home):
         "status": "landed",
         "partition": "2013-01-05",
     }
+
+
+def test_with_part_folders_the_trigger_ends_on_the_marker_inside_the_folder(airloop_home):
+    """Spark writes _SUCCESS inside the folder it writes: with part folders, that lands the partition."""
+    folder = airloop_home.landing_for(MODEL) / "date=2013-01-05" / "flights.parquet"
+    folder.mkdir(parents=True)
+    (folder / "part-00000.parquet").write_bytes(b"x")
+    (folder / "_SUCCESS").touch()
+    timeout = {"status": "timeout", "partition": "2013-01-05"}
+    assert _first_event(_trigger(wait_seconds=0.2, marker="_SUCCESS")).payload == timeout
+    landed = _first_event(_trigger(marker="_SUCCESS", part_folders=True))
+    assert landed.payload == {"status": "landed", "partition": "2013-01-05"}
+    assert _trigger(part_folders=True).serialize()[1]["part_folders"] is True
