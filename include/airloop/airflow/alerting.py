@@ -138,7 +138,15 @@ def alert_task_failure(ctx: ModelContext, context: Mapping[str, Any]) -> list[di
             attempt = f"{ti.dag_id}\0{ti.run_id}\0{ti.task_id}\0{ti.map_index}\0{ti.try_number}"
             key = f"alert:failure:{ctx.name}:{hashlib.sha256(attempt.encode()).hexdigest()[:32]}:"
             _queue(ctx, alert, key, context)
-            _record(ctx, alert, key, results, context)
+            _record(
+                ctx.warehouse,
+                ctx.name,
+                key,
+                results,
+                subject=alert.subject,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+            )
     except Exception:  # a failure alert must never hide the task's own error
         log.exception("the failure alert for %s.%s of %s could not be sent", ti.dag_id, ti.task_id, ctx.name)
         return []
@@ -181,19 +189,17 @@ def redeliver_alerts(
         )
         already = set(configured_channels(spec.alerts)) - set(item.missing)
         results = send_alert(spec.alerts, alert, context, skip=already)
-        for result in results:
-            if result.ok:
-                sent = AlertSentPayload(
-                    channel=result.channel,
-                    conn_id=result.conn_id,
-                    subject=queued.subject,
-                    dag_id=queued.dag_id,
-                    run_id=queued.run_id,
-                )
-                record_delivery(engine, item.model, queued.key, sent, partition=item.partition)
-                delivered += 1
-            else:
-                failed.append(result)
+        delivered += _record(
+            engine,
+            item.model,
+            queued.key,
+            results,
+            subject=queued.subject,
+            dag_id=queued.dag_id,
+            run_id=queued.run_id,
+            partition=item.partition,
+        )
+        failed += [result for result in results if not result.ok]
     summary = {
         "owed": len(owed),
         "delivered": delivered,
@@ -214,7 +220,17 @@ def _deliver(
     _queue(ctx, alert, key, context, partition=partition)
     sent = delivered_channels(ctx.warehouse, key, configured_channels(ctx.spec.alerts))
     results = send_alert(ctx.spec.alerts, alert, context, skip=sent)
-    _record(ctx, alert, key, results, context, partition=partition)
+    ti = context.get("ti")
+    _record(
+        ctx.warehouse,
+        ctx.name,
+        key,
+        results,
+        subject=alert.subject,
+        dag_id=getattr(ti, "dag_id", None),
+        run_id=getattr(ti, "run_id", None),
+        partition=partition,
+    )
     raise_if_failed(results, QUEUED_NOTE)
     return [{"channel": r.channel, "ok": r.ok, "error": r.error} for r in results]
 
@@ -239,25 +255,24 @@ def _queue(
 
 
 def _record(
-    ctx: ModelContext,
-    alert: Alert,
+    engine: Engine,
+    model: str,
     key: str,
     results: list[ChannelResult],
-    context: Mapping[str, Any],
     *,
+    subject: str,
+    dag_id: str | None,
+    run_id: str | None,
     partition: str | None = None,
-) -> None:
-    ti = context.get("ti")
-    for result in results:
-        if result.ok:
-            sent = AlertSentPayload(
-                channel=result.channel,
-                conn_id=result.conn_id,
-                subject=alert.subject,
-                dag_id=getattr(ti, "dag_id", None),
-                run_id=getattr(ti, "run_id", None),
-            )
-            record_delivery(ctx.warehouse, ctx.name, key, sent, partition=partition)
+) -> int:
+    """Record each channel of ``results`` that delivered the alert keyed ``key``; how many did."""
+    delivered = [result for result in results if result.ok]
+    for result in delivered:
+        sent = AlertSentPayload(
+            channel=result.channel, conn_id=result.conn_id, subject=subject, dag_id=dag_id, run_id=run_id
+        )
+        record_delivery(engine, model, key, sent, partition=partition)
+    return len(delivered)
 
 
 def _run_link(context: Mapping[str, Any]) -> dict[str, str]:
