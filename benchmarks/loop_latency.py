@@ -16,7 +16,7 @@ training window, 5-day holdout, 3 Optuna trials, 3-day monitoring window, catchu
   the promotion task has succeeded, the next day (07-21) lands, is ingested and scored by the new champion.
   Every task instance's times come from ``GET /api/v2/dags/{dag}/dagRuns/{run}/taskInstances``.
 * **in-process**: a fresh Python process calls what those tasks call (``airloop.ingest.landing.is_landed``,
-  ``ingest.ingest.validate_partition``/``load_partition``, ``score.score.partitions_to_score``/``score_partitions``,
+  ``ingest.ingest.ingest_partition``, ``score.score.partitions_to_score``/``score_partitions``,
   ``monitor.monitor.monitor_window``/``record_drift``, ``retrain.retrain.champion_facts``/``retrain_check`` (the
   retrain sensor's check), ``train.train.train_challenger``, ``promote.promote.evaluate_gate``/``promote_challenger``,
   each on the model's :class:`airloop.model.context.ModelContext`), one after
@@ -427,7 +427,7 @@ class _CriticalPath:
         """A score run's path, after what held it up last: the load of one of its days or the run before it."""
         begin = self._start(SCORE, run_id, "partitions_to_score")
         waited = [
-            (self._end(INGEST, self.ingest_runs[day], "load_batch"), "ingest", day)
+            (self._end(INGEST, self.ingest_runs[day], "ingest_batch"), "ingest", day)
             for day in self.partitions[run_id]
             if day in days
         ]
@@ -450,7 +450,7 @@ class _CriticalPath:
 
     def _ingest(self, day: date, phase: str, landed: float) -> list[Step]:
         run_id = self.ingest_runs[day]
-        tasks = ("wait_for_partition", "validate_batch", "load_batch")
+        tasks = ("wait_for_partition", "ingest_batch")
         return [
             s for t in tasks for s in self._step(INGEST, run_id, t, f"{day} ingest.{t}", phase, landed=landed)
         ]
@@ -615,7 +615,7 @@ def run_in_process() -> dict[str, Any]:
         imports[name] = time.perf_counter() - started
 
     from airloop.core.settings import settings
-    from airloop.ingest.ingest import load_partition, validate_partition
+    from airloop.ingest.ingest import ingest_partition
     from airloop.ingest.landing import is_landed
     from airloop.local.demo.replay import day_frame, write_partition
     from airloop.model.context import ModelContext
@@ -657,11 +657,9 @@ def run_in_process() -> dict[str, Any]:
         partition = day.isoformat()
         with step(f"{day} ingest.wait_for_partition", phase):
             _expect(is_landed(landing, partition), f"{partition} has not landed")
-        with step(f"{day} ingest.validate_batch", phase):
-            verdict = validate_partition(ctx, partition)
-            _expect(verdict.passed, f"{partition} failed validation: {verdict.reason}")
-        with step(f"{day} ingest.load_batch", phase):
-            loaded = load_partition(ctx, verdict, run_id=run)
+        with step(f"{day} ingest.ingest_batch", phase):
+            verdict, loaded = ingest_partition(ctx, partition, run_id=run)
+            _expect(loaded is not None, f"{partition} failed validation: {verdict.reason}")
         with step(f"{day} score.partitions_to_score", phase):
             event = {"partition": loaded.partition, "rows": loaded.rows}
             partitions = partitions_to_score([event], None, unscored_partitions(ctx))

@@ -3,10 +3,11 @@
 
 For each partition (the run's data interval: a day, an hour, a week... as the spec's schedule says), wait for the partition to land in the landing folder (deferred: no worker
 slot is held), or with a SQL source run the spec's query for the interval and keep its result as the delivery;
-validate it with the Great Expectations suite generated from the model's contract, then
+validate it with the Great Expectations suite generated from the model's contract (`ingest_batch`), then
 
-* **passed**: replace the day's partition in the warehouse in one transaction and record it in the batch ledger;
-  emits the Asset `x-airloop://<model>/batches`;
+* **passed**: in the same task, replace the partition in the warehouse in one transaction and record it in the
+  batch ledger; emits the Asset `x-airloop://<model>/batches` (through the alias `<model>_batches_loaded`, so a
+  quarantined batch emits nothing);
 * **failed**: keep the files as received in the quarantine folder with the validation result, record it, alert by
   email and Slack, and fail the run with the reason.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Asset, TriggerRule, XComArg, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, XComArg, task
 
 from airloop.airflow import dagkit
 from airloop.airflow.sensors import LandedPartitionSensor, UpstreamSettledSensor
@@ -70,19 +71,13 @@ def ingest_dag(spec: ModelSpec) -> DAG:
                 retry_delay=timedelta(seconds=5),
             )
 
-        # Validates, then branches: the verdict goes on as the XCom "verdict", the return value names the path.
-        # One task, not a validate task and a branch task: a task process less per day.
-        @task.branch
-        def validate_batch(data_interval_start=None, ti=None) -> str:
+        # Validates, loads a passed batch in the same process (its files read once), then branches: to the
+        # quarantine for a failed batch, nowhere for a loaded one. The verdict goes on as the XCom "verdict".
+        @task.branch(outlets=[AssetAlias(spec.batches_alias)])
+        def ingest_batch(data_interval_start=None, run_id=None, ti=None, outlet_events=None) -> str | None:
             from airloop.airflow import tasks
 
-            return tasks.validate_batch(model, data_interval_start, ti)
-
-        @task(outlets=[batches])
-        def load_batch(verdict: dict, run_id=None, outlet_events=None) -> dict:
-            from airloop.airflow import tasks
-
-            return tasks.load_batch(model, verdict, run_id, batches, outlet_events)
+            return tasks.ingest_batch(model, data_interval_start, run_id, ti, batches, outlet_events)
 
         @task
         def quarantine_batch(verdict: dict, run_id=None) -> dict:
@@ -104,11 +99,9 @@ def ingest_dag(spec: ModelSpec) -> DAG:
 
             tasks.fail_quarantined(quarantined)
 
-        validate = validate_batch()
-        arrive >> validate
-        verdict = XComArg(validate.operator, key=dagkit.VERDICT)
-        quarantined = quarantine_batch(verdict)
-        validate >> [load_batch(verdict), quarantined]
+        ingest = ingest_batch()
+        arrive >> ingest
+        quarantined = quarantine_batch(XComArg(ingest.operator, key=dagkit.VERDICT))
         alert_quarantine(quarantined) >> fail_quarantined(quarantined)
     return dag
 

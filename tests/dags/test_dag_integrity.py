@@ -137,16 +137,24 @@ def test_ingest_dag_shape(dagbag):
     assert dag.max_active_runs == 14  # config/models/flights_delay.yaml: two weeks of days at once
     sensor = dag.get_task("wait_for_partition")
     assert sensor.retries >= 1
-    assert set(dag.get_task("validate_batch").downstream_task_ids) == {"load_batch", "quarantine_batch"}
-    load = dag.get_task("load_batch")
-    assert [o.uri for o in load.outlets] == ["x-airloop://flights_delay/batches"]
+    ingest = dag.get_task("ingest_batch")
+    assert sensor.downstream_task_ids == {"ingest_batch"}
+    assert ingest.downstream_task_ids == {"quarantine_batch"}
+    # The batches Asset goes out through an alias: only a loaded batch emits it (a plain outlet would emit it on
+    # every success of the task, a quarantined batch's too).
+    assert [(type(o).__name__, o.name) for o in ingest.outlets] == [
+        ("AssetAlias", "flights_delay_batches_loaded")
+    ]
+    assert [a.uri for a in dagbag.dags["flights_delay_score"].timetable.asset_condition.objects] == [
+        "x-airloop://flights_delay/batches"
+    ]
 
 
 def test_a_chained_sql_model_waits_for_its_upstream_then_runs_its_query(dagbag):
     dag = dagbag.dags["flights_arrival_minutes_ingest"]
     assert "wait_for_partition" not in dag.task_ids
     assert dag.get_task("wait_for_upstream").downstream_task_ids == {"extract_batch"}
-    assert dag.get_task("extract_batch").downstream_task_ids == {"validate_batch"}
+    assert dag.get_task("extract_batch").downstream_task_ids == {"ingest_batch"}
     assert dag.max_active_runs == 2
     # Each run is a week (Sunday to Saturday) and the monthly model's a calendar month.
     assert dag.timetable.expression == "0 0 * * 0"

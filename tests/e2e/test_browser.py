@@ -109,7 +109,7 @@ def test_airflow_ui_lists_airloops_dags_after_login(stack, browser, tmp_path):
     for stage in ("ingest", "train", "score", "monitor", "retrain"):
         _wait_visible(page, f"flights_delay_{stage}", timeout=60_000)
     page.goto(stack.base_url + "/dags/flights_delay_ingest", wait_until="networkidle")
-    for task in ("wait_for_partition", "validate_batch", "load_batch", "quarantine_batch"):
+    for task in ("wait_for_partition", "ingest_batch", "quarantine_batch", "alert_quarantine"):
         _wait_visible(page, task, timeout=30_000)
     page.screenshot(path=str(tmp_path / "airflow.png"), full_page=True)
     page.close()

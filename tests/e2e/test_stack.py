@@ -315,7 +315,7 @@ def _admin_engine():
 
 
 def test_a_load_killed_inside_its_transaction_is_rolled_back_and_retried_once(stack) -> None:
-    """SIGKILL of a load_batch task process inside its load transaction: the test holds one day's partition lock,
+    """SIGKILL of an ingest_batch task process inside its load transaction: the test holds one day's partition lock,
     so that day's load opens its transaction and waits on the lock (seen in PostgreSQL's pg_locks); its process is
     killed there, the transaction rolled back, the task retried, and every day of the backfill ends loaded
     exactly once."""
@@ -359,12 +359,13 @@ def test_a_load_killed_inside_its_transaction_is_rolled_back_and_retried_once(st
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=600)
     assert [(r["logical_date"][:10], r["state"]) for r in runs] == [(d.isoformat(), "success") for d in days]
     held_run = next(r["dag_run_id"] for r in runs if r["logical_date"][:10] == held)
-    tries = stack.api("GET", f"/api/v2/dags/{INGEST}/dagRuns/{held_run}/taskInstances/load_batch/tries")
-    # Each try is a task instance of its own (its id too): the first, the killed process, failed; the second loaded.
+    tries = stack.api("GET", f"/api/v2/dags/{INGEST}/dagRuns/{held_run}/taskInstances/ingest_batch/tries")
+    # Each try is a task instance of its own (its id too): the first, the killed process, failed; the second
+    # validated again and loaded.
     assert [(t["try_number"], t["state"], t["pid"]) for t in tries["task_instances"]][:1] == [
         (1, "failed", pid)
     ]
-    assert stack.task_states(INGEST, held_run)["load_batch"] == "success"
+    assert stack.task_states(INGEST, held_run)["ingest_batch"] == "success"
     _loaded_once(ctx, expected)
 
 

@@ -27,11 +27,15 @@ def ingest_dag():
 
 
 def run(day: date) -> str:
+    return run_of(day).state
+
+
+def run_of(day: date):
+    """The finished DAG run that ingested ``day``."""
     # A manual run processes the last complete interval before its logical date: the day before.
-    run = ingest_dag().test(
+    return ingest_dag().test(
         logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     )
-    return run.state
 
 
 def landing(config) -> Path:

@@ -9,8 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asset_events import asset_event_extras
 from channels import point_at_nothing
-from ingest_runs import DAY, dag, landing, ledger, run, sa_has_rows
+from ingest_runs import DAY, dag, landing, ledger, run, run_of, sa_has_rows
 
 from airloop.airflow.alerting import redeliver_alerts
 from airloop.core.events import EventKind
@@ -56,10 +57,15 @@ def test_valid_day_loads_once_and_rerun_changes_nothing(env):
     expected = len(day_frame(DAY))
     write_partition(day_frame(DAY), landing(config), DAY)
 
-    assert run(DAY) == "success"
+    first_run = run_of(DAY)
+    assert first_run.state == "success"
     first = ledger(engine)["2013-01-02"]
     assert (first.status, first.rows, first.reason) == ("passed", expected, None)
     assert partition_row_count(engine, spec, "2013-01-02") == expected
+    # The load emits the batches Asset once, through the ingest task's alias, naming what it loaded.
+    assert asset_event_extras(spec.batches_asset, first_run.run_id) == [
+        {"partition": "2013-01-02", "rows": expected}
+    ]
 
     assert run(DAY) == "success"
     again = ledger(engine)["2013-01-02"]
@@ -93,10 +99,12 @@ def test_bad_batches_never_reach_the_warehouse(env, damage, expected_reason):
         frame.loc[3, "carrier"] = "ZZ"
         write_partition(frame, landing(config), DAY)
 
-    assert run(DAY) == "failed"
+    failed_run = run_of(DAY)
+    assert failed_run.state == "failed"
     row = ledger(engine)["2013-01-02"]
     assert row.status == "quarantined"
     assert expected_reason in row.reason
+    assert asset_event_extras(spec.batches_asset, failed_run.run_id) == []  # nothing for the score DAG
     assert Path(row.quarantine_path).is_dir()
     assert not sa_has_rows(engine, spec)
     assert len(catcher.emails()) == 1 and len(catcher.webhooks()) == 1

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from asset_events import asset_event_extras
 from mlflow_server import MlflowServer
 
 from airloop.core.contracts import MonitorResult
@@ -124,19 +125,6 @@ def _predictions(engine, alias: str | None = None) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def _drift_asset_events(dag_run) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = (
-            sa.select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == f"x-airloop://{MODEL}/drift", AssetEvent.source_run_id == dag_run.run_id)
-        )
-        return [dict(event.extra) for event in session.scalars(query)]
-
-
 def _monitor(week_end: date):
     # A manual run monitors the last complete interval before its logical date: the week ending then.
     at = datetime(week_end.year, week_end.month, week_end.day, tzinfo=UTC)
@@ -232,7 +220,7 @@ def test_score_and_monitor_real_flights(stack):
 
     [event] = open_drift_events(engine, MODEL)
     assert event.payload.window.first == "2013-07-07"
-    [asset_extra] = _drift_asset_events(summer)
+    [asset_extra] = asset_event_extras(f"x-airloop://{MODEL}/drift", summer.run_id)
     assert asset_extra["event_id"] == event.id and asset_extra["window"] == "2013-07-07..2013-07-13"
 
     # The report: one complete page, kept under reports_dir and logged to the monitoring run in MLflow.

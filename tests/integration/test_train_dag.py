@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from asset_events import asset_event_extras
 from mlflow_server import MlflowServer, postgres_database
 
 from airloop.core.contracts import Gate
@@ -135,22 +136,6 @@ def _training_run(client, dag_run):
     return run
 
 
-def _champion_events(dag_run) -> list:
-    import sqlalchemy as sa
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = (
-            sa.select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(
-                AssetModel.uri == f"x-airloop://{MODEL}/champion", AssetEvent.source_run_id == dag_run.run_id
-            )
-        )
-        return [dict(event.extra) for event in session.scalars(query)]
-
-
 def test_train_gate_promote_refuse_force_and_rollback(stack):
     import mlflow
 
@@ -195,7 +180,9 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     # Registered, champion (the first model clears the floor), and the Asset event says which version.
     assert _aliases(client) == {"challenger": "1", "champion": "1"}
     assert client.get_model_version(MODEL, "1").run_id == run.info.run_id
-    assert _champion_events(first) == [{"version": "1", "previous": None}]
+    assert asset_event_extras(f"x-airloop://{MODEL}/champion", first.run_id) == [
+        {"version": "1", "previous": None}
+    ]
 
     # A challenger trained on shuffled labels is registered, never promoted, and the reason is recorded. It is
     # trained as a retrain: its search starts from the champion's parameters.
@@ -225,7 +212,7 @@ def test_train_gate_promote_refuse_force_and_rollback(stack):
     )
     decisions = [a.path for a in client.list_artifacts(rejected_run.info.run_id, "gate")]
     assert len(decisions) == 1 and decisions[0].endswith("-refused.json")
-    assert _champion_events(second) == []
+    assert asset_event_extras(f"x-airloop://{MODEL}/champion", second.run_id) == []
 
     # Forced over the gate, with the reason logged; then rolled back.
     forced = promote_version(_ctx(), 2, force=True, reason="integration test")

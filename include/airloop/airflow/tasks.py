@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook
+from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain, redeliver_alerts
-from airloop.airflow.dagkit import GATE, RESULT, VERDICT
+from airloop.airflow.dagkit import GATE, LOADED, RESULT, VERDICT
 from airloop.airflow.promotion import approval_from_response
 from airloop.core.contracts import (
     Gate,
@@ -30,7 +30,7 @@ from airloop.core.partitions import partition_key
 from airloop.core.settings import settings
 from airloop.core.spec import SqlSourceSpec
 from airloop.ingest.extract import extract_partition
-from airloop.ingest.ingest import load_partition, quarantine_partition, validate_partition
+from airloop.ingest.ingest import ingest_partition, quarantine_partition
 from airloop.model.context import ModelContext, load_model_specs
 from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.monitor.monitor import monitor_window, record_drift
@@ -81,20 +81,24 @@ def extract_batch(model: str, data_interval_start: datetime, data_interval_end: 
         database.dispose()
 
 
-def validate_batch(model: str, data_interval_start: datetime, ti: Any) -> str:
-    """Validate the run's partition; hand the verdict on (XCom ``verdict``) and name the branch to follow."""
+def ingest_batch(
+    model: str, data_interval_start: datetime, run_id: str, ti: Any, batches: Asset, outlet_events: Any
+) -> str | None:
+    """Validate the run's partition and load it if it passed, in one task process. The verdict goes on as the
+    XCom ``verdict``; a loaded batch emits ``batches`` through the task's alias and is the XCom ``loaded``.
+    Returns the branch to follow: ``quarantine_batch`` for a failed batch, none for a loaded one."""
     ctx = ModelContext.load(model)
-    verdict = validate_partition(ctx, partition_key(data_interval_start, ctx.spec.schedule))
+    verdict, loaded = ingest_partition(
+        ctx, partition_key(data_interval_start, ctx.spec.schedule), run_id=run_id
+    )
     ti.xcom_push(key=VERDICT, value=verdict.to_json())
-    return "load_batch" if verdict.passed else "quarantine_batch"
-
-
-def load_batch(
-    model: str, verdict: Mapping[str, Any], run_id: str, batches: Asset, outlet_events: Any
-) -> dict:
-    loaded = load_partition(ModelContext.load(model), Verdict.model_validate(verdict), run_id=run_id)
-    outlet_events[batches].extra = {"partition": loaded.partition, "rows": loaded.rows}
-    return loaded.to_json()
+    if loaded is None:
+        return "quarantine_batch"
+    outlet_events[AssetAlias(ctx.spec.batches_alias)].add(
+        batches, extra={"partition": loaded.partition, "rows": loaded.rows}
+    )
+    ti.xcom_push(key=LOADED, value=loaded.to_json())
+    return None
 
 
 def quarantine_batch(model: str, verdict: Mapping[str, Any], run_id: str) -> dict:

@@ -567,6 +567,12 @@ class ModelSpec(_Strict):
         return f"x-airloop://{self.name}/batches"
 
     @property
+    def batches_alias(self) -> str:
+        """The Asset alias the ingest task emits :attr:`batches_asset` through: one event per loaded batch, none for
+        a batch it sends to quarantine (a task's plain outlets would emit on every success)."""
+        return f"{self.name}_batches_loaded"
+
+    @property
     def champion_asset(self) -> str:
         return f"x-airloop://{self.name}/champion"
 

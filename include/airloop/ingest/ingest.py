@@ -1,5 +1,7 @@
 """The ingestion stage: validate a landed partition, then load it or quarantine it.
 
+:func:`ingest_partition` validates and loads a passed partition in one call, reading its files once (what the
+ingest DAG's ``ingest_batch`` task runs); :func:`validate_partition` and :func:`load_partition` are the two halves.
 Each step takes the model's context and hands on a typed contract (:class:`~airloop.core.contracts.Verdict`,
 :class:`~airloop.core.contracts.Loaded`, :class:`~airloop.core.contracts.Quarantined`).
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airloop.core.contracts import Loaded, Quarantined, Verdict
 from airloop.core.errors import SourceError
@@ -22,9 +25,28 @@ from airloop.store.events import record_event
 from airloop.store.ledger import PASSED, QUARANTINED, LedgerEntry, record_quarantine, replace_partition
 from airloop.store.schema import batches_table
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def validate_partition(ctx: ModelContext, partition: str) -> Verdict:
     """Check a landed partition against the model's contract: files first, then the Great Expectations suite."""
+    return _validated(ctx, partition)[0]
+
+
+def ingest_partition(
+    ctx: ModelContext, partition: str, *, run_id: str | None = None
+) -> tuple[Verdict, Loaded | None]:
+    """Validate a landed partition and, if it passed, load the rows just validated (the files are read once).
+    Returns the verdict and what was loaded (``None``: the partition failed and awaits quarantine)."""
+    verdict, frame = _validated(ctx, partition)
+    if not verdict.passed or frame is None:
+        return verdict, None
+    return verdict, _load_frame(ctx, verdict, frame, run_id)
+
+
+def _validated(ctx: ModelContext, partition: str) -> tuple[Verdict, pd.DataFrame | None]:
+    """The verdict on a landed partition, and its rows as read (``None`` when its files could not be read)."""
     spec, config = ctx.spec, ctx.settings
     landed = find_delivery(spec, ctx.landing, partition)
     problems = file_problems(spec, landed)
@@ -44,7 +66,7 @@ def validate_partition(ctx: ModelContext, partition: str) -> Verdict:
             interval=partition_interval(partition, spec.schedule),
         )
         rows = len(frame)
-    return Verdict(
+    verdict = Verdict(
         model=spec.name,
         partition=partition,
         passed=outcome.passed,
@@ -55,6 +77,7 @@ def validate_partition(ctx: ModelContext, partition: str) -> Verdict:
         validation_result_path=outcome.result_path,
         failures=outcome.failures,
     )
+    return verdict, frame
 
 
 def load_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = None) -> Loaded:
@@ -68,6 +91,12 @@ def load_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = 
     frame, problems = read_partition(spec, landed)
     if problems or frame is None:
         raise SourceError(f"partition {verdict.partition} of {spec.name}: {'; '.join(problems)}")
+    return _load_frame(ctx, verdict, frame, run_id)
+
+
+def _load_frame(ctx: ModelContext, verdict: Verdict, frame: pd.DataFrame, run_id: str | None) -> Loaded:
+    """Replace the partition with ``frame`` (the rows that passed) and record it in the ledger, in one transaction."""
+    spec = ctx.spec
     sync_table(ctx.warehouse, batches_table(spec))
     rows = replace_partition(ctx.warehouse, spec, frame, _ledger_entry(verdict, PASSED, run_id=run_id))
     return Loaded(model=spec.name, partition=verdict.partition, rows=rows, table=spec.batches_table)
