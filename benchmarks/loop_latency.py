@@ -16,7 +16,7 @@ training window, 5-day holdout, 3 Optuna trials, 3-day monitoring window, catchu
   the promotion task has succeeded, the next day (07-21) lands, is ingested and scored by the new champion.
   Every task instance's times come from ``GET /api/v2/dags/{dag}/dagRuns/{run}/taskInstances``.
 * **in-process**: a fresh Python process calls what those tasks call (``airloop.ingest.landing.is_landed``,
-  ``ingest.ingest.ingest_partition``, ``score.score.partitions_to_score``/``score_partitions``,
+  ``ingest.ingest.ingest_partition``, ``score.score.partitions_to_score``/``score_partitions`` (score_champion),
   ``monitor.monitor.monitor_window``/``record_drift``, ``retrain.retrain.champion_facts``/``retrain_check`` (the
   retrain sensor's check), ``train.train.train_challenger``, ``promote.promote.evaluate_gate``/``promote_challenger``,
   each on the model's :class:`airloop.model.context.ModelContext`), one after
@@ -425,7 +425,7 @@ class _CriticalPath:
 
     def _score(self, run_id: str, phase: str, days: list[date], landed: float) -> list[Step]:
         """A score run's path, after what held it up last: the load of one of its days or the run before it."""
-        begin = self._start(SCORE, run_id, "partitions_to_score")
+        begin = self._start(SCORE, run_id, "score_champion")
         waited = [
             (self._end(INGEST, self.ingest_runs[day], "ingest_batch"), "ingest", day)
             for day in self.partitions[run_id]
@@ -445,8 +445,7 @@ class _CriticalPath:
         )
         mine = sorted(set(self.partitions[run_id]) & set(days))
         label = str(mine[0]) if len(mine) == 1 else f"{mine[0]}..{mine[-1]}"
-        tasks = ("partitions_to_score", "score_champion")
-        return prefix + [s for t in tasks for s in self._step(SCORE, run_id, t, f"{label} score.{t}", phase)]
+        return prefix + self._step(SCORE, run_id, "score_champion", f"{label} score.score_champion", phase)
 
     def _ingest(self, day: date, phase: str, landed: float) -> list[Step]:
         run_id = self.ingest_runs[day]
@@ -551,10 +550,10 @@ def _promotion_state(api: Any, train_run: str) -> str | None:
 
 
 def _scored_partitions(api: Any, run_id: str) -> list[str]:
-    """The partitions a score run scored (its partitions_to_score); a partition named by an Asset event that
+    """The partitions a score run scored (score_champion's XCom ``partitions``); a partition named by an Asset event that
     arrived after an earlier run had been queued is scored again by the next run."""
     response = api.client.get(
-        f"/api/v2/dags/{SCORE}/dagRuns/{run_id}/taskInstances/partitions_to_score/xcomEntries/return_value",
+        f"/api/v2/dags/{SCORE}/dagRuns/{run_id}/taskInstances/score_champion/xcomEntries/partitions",
         params={"deserialize": True},
     )
     response.raise_for_status()
@@ -660,10 +659,9 @@ def run_in_process() -> dict[str, Any]:
         with step(f"{day} ingest.ingest_batch", phase):
             verdict, loaded = ingest_partition(ctx, partition, run_id=run)
             _expect(loaded is not None, f"{partition} failed validation: {verdict.reason}")
-        with step(f"{day} score.partitions_to_score", phase):
+        with step(f"{day} score.score_champion", phase):
             event = {"partition": loaded.partition, "rows": loaded.rows}
             partitions = partitions_to_score([event], None, unscored_partitions(ctx))
-        with step(f"{day} score.score_champion", phase):
             scored = score_partitions(ctx, partitions, alias=CHAMPION, run_id=run)
         _expect(scored.scored, f"{partition} not scored: {scored}")
         return {str(scored.version)}

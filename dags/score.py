@@ -4,14 +4,15 @@
 Runs when ingestion emits the Asset `x-airloop://<model>/batches` (several loads may trigger one run); a manual run
 may name `partitions` instead (re-scoring, backfill).
 
-1. **partitions_to_score**: every validated partition the champion has not scored in its current content (those
-   of the triggering events among them), or the param. A partition already scored keeps the predictions of the
-   version that served it.
-2. **score_champion**: `models:/<name>@champion` is resolved now, loaded by version number, and scores every row;
-   predictions go to `<model>_predictions` with the model version, the batch checksum and this run. A partition
-   is replaced per alias in one transaction: re-running leaves no duplicates. Skipped while there is no champion.
-3. **score_challenger**: the same with `models:/<name>@challenger`, stored under alias `challenger` beside the
-   champion's, so the two can be compared on live data; skipped when there is no challenger or it is the champion.
+1. **score_champion** chooses the partitions: every validated partition the champion has not scored in its
+   current content (those of the triggering events among them), or the param (XCom `partitions`). A partition
+   already scored keeps the predictions of the version that served it. Then `models:/<name>@champion` is resolved,
+   loaded by version number, and scores every row; predictions go to `<model>_predictions` with the model version,
+   the batch checksum and this run. A partition is replaced per alias in one transaction: re-running leaves no
+   duplicates. Skipped (and the run with it) while there is no champion or nothing to score; it goes on to the
+   challenger only when there is one that is not the champion. One task process for the usual run.
+2. **score_challenger**: the same partitions with `models:/<name>@challenger`, stored under alias `challenger`
+   beside the champion's, so the two can be compared on live data.
 
 Labels are not copied: monitoring joins them from the batch once `target.label_delay_hours` have passed.
 Generated from `config/models/<model>.yaml` for every spec with a `training` section.
@@ -19,7 +20,7 @@ Generated from `config/models/<model>.yaml` for every spec with a `training` sec
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Asset, Param, XComArg, task
 
 from airloop.airflow import dagkit
 from airloop.core.spec import ModelSpec
@@ -45,17 +46,11 @@ def score_dag(spec: ModelSpec) -> DAG:
         },
     ) as dag:
 
-        @task
-        def partitions_to_score(params=None, triggering_asset_events=None) -> list[str]:
+        @task.branch
+        def score_champion(params=None, triggering_asset_events=None, run_id=None, ti=None) -> str | None:
             from airloop.airflow import tasks
 
-            return tasks.choose_partitions(model, params, triggering_asset_events)
-
-        @task
-        def score_champion(partitions: list[str], run_id=None) -> dict:
-            from airloop.airflow import tasks
-
-            return tasks.score(model, partitions, "champion", run_id)
+            return tasks.score_champion(model, params, triggering_asset_events, run_id, ti)
 
         @task
         def score_challenger(partitions: list[str], run_id=None) -> dict:
@@ -63,9 +58,8 @@ def score_dag(spec: ModelSpec) -> DAG:
 
             return tasks.score(model, partitions, "challenger", run_id)
 
-        partitions = partitions_to_score()
-        score_champion(partitions)
-        score_challenger(partitions)
+        champion = score_champion()
+        score_challenger(XComArg(champion.operator, key=dagkit.PARTITIONS))
     return dag
 
 

@@ -161,6 +161,15 @@ def test_a_chained_sql_model_waits_for_its_upstream_then_runs_its_query(dagbag):
     assert dagbag.dags["flights_delay_band_ingest"].timetable.expression == "0 0 1 * *"
 
 
+def test_score_dag_scores_the_champion_in_one_task_and_the_challenger_only_when_it_branches_there(dagbag):
+    dag = dagbag.dags["flights_delay_score"]
+    assert sorted(dag.task_ids) == ["score_challenger", "score_champion"]
+    champion = dag.get_task("score_champion")
+    assert type(champion).__name__ == "_BranchPythonDecoratedOperator"
+    assert champion.downstream_task_ids == {"score_challenger"}
+    assert dag.max_active_runs == 1
+
+
 def test_train_dag_shape(dagbag):
     dag = dagbag.dags["flights_delay_train"]
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual (or called by retraining)

@@ -14,7 +14,7 @@ from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain, redeliver_alerts
-from airloop.airflow.dagkit import GATE, LOADED, RESULT, VERDICT
+from airloop.airflow.dagkit import GATE, LOADED, PARTITIONS, RESULT, SCORED, VERDICT
 from airloop.airflow.promotion import approval_from_response
 from airloop.core.contracts import (
     Gate,
@@ -36,7 +36,7 @@ from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.monitor.monitor import monitor_window, record_drift
 from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.retrain.retrain import retrain_outcome
-from airloop.score.score import partitions_to_score, score_partitions, unscored_partitions
+from airloop.score.score import partitions_to_score, score_partitions, shadow_due, unscored_partitions
 from airloop.store.db import open_warehouse
 from airloop.train.train import train_challenger
 
@@ -162,10 +162,19 @@ def promote(
 # -- <model>_score ----------------------------------------------------------------------------------------------
 
 
-def choose_partitions(model: str, params: Mapping[str, Any], triggering_asset_events: Any) -> list[str]:
+def score_champion(
+    model: str, params: Mapping[str, Any], triggering_asset_events: Any, run_id: str, ti: Any
+) -> str | None:
+    """Choose the partitions (XCom ``partitions``) and score them with the champion (XCom ``scored``); go on to
+    ``score_challenger`` only when a challenger that is not the champion can be scored in shadow. Skipped when
+    there is nothing to score or no champion yet."""
     ctx = ModelContext.load(model)
     events = asset_event_extras(triggering_asset_events)
-    return partitions_to_score(events, params["partitions"], unscored_partitions(ctx))
+    partitions = partitions_to_score(events, params["partitions"], unscored_partitions(ctx))
+    ti.xcom_push(key=PARTITIONS, value=partitions)
+    scored = score_partitions(ctx, partitions, alias=CHAMPION, run_id=run_id)
+    ti.xcom_push(key=SCORED, value=_done_or_skip(scored, scored.scored, scored.reason).to_json())
+    return "score_challenger" if shadow_due(ctx.registry.aliases()) else None
 
 
 def score(model: str, partitions: list[str], alias: str, run_id: str) -> dict:

@@ -20,7 +20,7 @@ from airloop.core.errors import AirloopError
 from airloop.model.context import ModelContext
 from airloop.model.features import model_input
 from airloop.model.predictions import predictions_of
-from airloop.model.registry import CHAMPION
+from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.store.batches import read_batches
 from airloop.store.ledger import ledger_entries
 from airloop.store.predictions import scored_deliveries, write_predictions
@@ -57,6 +57,13 @@ def unscored_partitions(ctx: ModelContext) -> list[str]:
     passed = {e.partition: e.checksum for e in ledger_entries(ctx.warehouse, ctx.name) if e.passed}
     scored = scored_deliveries(ctx.warehouse, predictions_of(ctx), CHAMPION)
     return sorted(p for p, checksum in passed.items() if (p, checksum) not in scored)
+
+
+def shadow_due(aliases: Mapping[str, str]) -> bool:
+    """Whether the registry's ``aliases`` (alias -> version) name a challenger that is not the champion: only then
+    does scoring it in shadow add predictions."""
+    challenger = aliases.get(CHALLENGER)
+    return challenger is not None and challenger != aliases.get(CHAMPION)
 
 
 def score_partitions(

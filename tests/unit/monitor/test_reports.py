@@ -16,7 +16,7 @@ from airloop.model.task import LABEL, PREDICTION, BinaryClassification
 from airloop.monitor.frames import labels_arrived
 from airloop.monitor.monitor import MonitoringError, monitoring_window
 from airloop.monitor.reports import drift_snapshot, quality_snapshot, summary_snapshot, write_report_page
-from airloop.score.score import partitions_to_score
+from airloop.score.score import partitions_to_score, shadow_due
 from airloop.vendor.evidently import data_quality, drift_figures, single_values
 
 pytestmark = pytest.mark.unit
@@ -294,3 +294,11 @@ def test_unscored_partitions_follow_the_ledger_and_the_predictions(airloop_home)
         conn.execute(table.insert(), [row, {**row, "partition": "2013-01-03", "batch_checksum": "stale"}])
     # 2013-01-03 was reloaded since it was scored (its checksum changed): it is unscored again.
     assert unscored_partitions(ctx) == ["2013-01-03"]
+
+
+def test_a_challenger_is_scored_in_shadow_only_when_it_is_not_the_champion():
+    assert shadow_due({"champion": "3", "challenger": "4"})
+    assert shadow_due({"challenger": "1"})  # refused before any champion: still worth comparing
+    assert not shadow_due({"champion": "3", "challenger": "3"})
+    assert not shadow_due({"champion": "3"})
+    assert not shadow_due({})
