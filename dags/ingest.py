@@ -2,8 +2,8 @@
 ### `<model>_ingest`: validated, backfillable ingestion
 
 For each partition (the run's data interval: a day, an hour, a week... as the spec's schedule says), wait for the partition to land in the landing folder (deferred: no worker
-slot is held), or with a SQL source run the spec's query for the interval and keep its result as the delivery;
-validate it with the Great Expectations suite generated from the model's contract (`ingest_batch`), then
+slot is held), or with a SQL source run the spec's query for the interval in `ingest_batch` and keep its result as
+the delivery; validate it with the Great Expectations suite generated from the model's contract (`ingest_batch`), then
 
 * **passed**: in the same task, replace the partition in the warehouse in one transaction and record it in the
   batch ledger; emits the Asset `x-airloop://<model>/batches` (through the alias `<model>_batches_loaded`, so a
@@ -36,27 +36,16 @@ def ingest_dag(spec: ModelSpec) -> DAG:
         catchup=spec.catchup,
         max_active_runs=spec.source.max_active_runs,
     ) as dag:
-        if spec.source.kind == "sql":
-            # The query for the run's interval, its result delivered as the partition. A retry reads again.
-            @task
-            def extract_batch(data_interval_start=None, data_interval_end=None) -> dict:
-                from airloop.airflow import tasks
-
-                return tasks.extract_batch(model, data_interval_start, data_interval_end)
-
-            arrive = extract_batch()
-            if spec.source.after:
-                # Never read an interval the models this one reads after are still ingesting.
-                (
-                    UpstreamSettledSensor(
-                        task_id="wait_for_upstream",
-                        model=model,
-                        wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
-                        poke_interval=spec.source.poke_interval_seconds,
-                    )
-                    >> arrive
-                )
-        else:
+        arrive = None
+        if spec.source.kind == "sql" and spec.source.after:
+            # Never read an interval the models this one reads after are still ingesting.
+            arrive = UpstreamSettledSensor(
+                task_id="wait_for_upstream",
+                model=model,
+                wait_timeout=timedelta(minutes=spec.source.wait_timeout_minutes),
+                poke_interval=spec.source.poke_interval_seconds,
+            )
+        elif spec.source.kind != "sql":
             arrive = LandedPartitionSensor(
                 task_id="wait_for_partition",
                 model=model,
@@ -71,13 +60,17 @@ def ingest_dag(spec: ModelSpec) -> DAG:
                 retry_delay=timedelta(seconds=5),
             )
 
-        # Validates, loads a passed batch in the same process (its files read once), then branches: to the
-        # quarantine for a failed batch, nowhere for a loaded one. The verdict goes on as the XCom "verdict".
+        # With a SQL source, runs the query for the interval first (a retry reads again). Validates, loads a
+        # passed batch in the same process (its files read once), then branches: to the quarantine for a failed
+        # batch, nowhere for a loaded one. The verdict goes on as the XCom "verdict".
         @task.branch(outlets=[AssetAlias(spec.batches_alias)])
-        def ingest_batch(data_interval_start=None, run_id=None, ti=None, outlet_events=None) -> str | None:
+        def ingest_batch(
+            data_interval_start=None, data_interval_end=None, run_id=None, ti=None, outlet_events=None
+        ) -> str | None:
             from airloop.airflow import tasks
 
-            return tasks.ingest_batch(model, data_interval_start, run_id, ti, batches, outlet_events)
+            interval = (data_interval_start, data_interval_end)
+            return tasks.ingest_batch(model, interval, run_id, ti, batches, outlet_events)
 
         @task
         def quarantine_batch(verdict: dict, run_id=None) -> dict:
@@ -100,7 +93,8 @@ def ingest_dag(spec: ModelSpec) -> DAG:
             tasks.fail_quarantined(quarantined)
 
         ingest = ingest_batch()
-        arrive >> ingest
+        if arrive is not None:
+            arrive >> ingest
         quarantined = quarantine_batch(XComArg(ingest.operator, key=dagkit.VERDICT))
         alert_quarantine(quarantined) >> fail_quarantined(quarantined)
     return dag

@@ -87,7 +87,7 @@ def _ingest_dag(models: Path, spec: dict):
 
 def _ingest(models: Path, spec: dict, day: date) -> str:
     dag = _ingest_dag(models, spec)
-    assert "extract_batch" in dag.task_ids and "wait_for_partition" not in dag.task_ids
+    assert "wait_for_partition" not in dag.task_ids  # ingest_batch runs the query
     logical = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     return dag.test(logical_date=logical).state
 
@@ -157,7 +157,7 @@ def test_the_shipped_weekly_model_waits_for_every_day_of_its_week_then_loads_it(
     spec = _shipped("flights_arrival_minutes", wait_timeout_minutes=0.02, poke_interval_seconds=0.2)
     state, tasks = _run_week(chained, spec)
     assert state == "failed" and tasks["wait_for_upstream"] == "failed"
-    assert tasks["extract_batch"] == "upstream_failed"
+    assert tasks["ingest_batch"] == "upstream_failed"
     ctx = ModelContext.load("flights_arrival_minutes")
     assert ledger_entries(ctx.warehouse, ctx.name) == []
     assert not (ctx.landing / "date=2013-01-06").exists()  # nothing was read

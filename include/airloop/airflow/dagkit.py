@@ -23,7 +23,8 @@ from airloop.core.spec import ModelSpec
 from airloop.model.context import ModelContext, load_model_specs
 
 #: XCom keys of results handed on beside a task's return value (a branch's or a short-circuit's decision).
-VERDICT, LOADED, PARTITIONS, SCORED = "verdict", "loaded", "partitions", "scored"
+EXTRACTED, VERDICT, LOADED = "extracted", "verdict", "loaded"
+PARTITIONS, SCORED = "partitions", "scored"
 GATE, RESULT = "gate", "result"
 
 

@@ -14,7 +14,7 @@ from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain, redeliver_alerts
-from airloop.airflow.dagkit import GATE, LOADED, PARTITIONS, RESULT, SCORED, VERDICT
+from airloop.airflow.dagkit import EXTRACTED, GATE, LOADED, PARTITIONS, RESULT, SCORED, VERDICT
 from airloop.airflow.promotion import approval_from_response
 from airloop.core.contracts import (
     Gate,
@@ -67,30 +67,23 @@ def asset_event_extras(triggering_asset_events: Mapping[Any, Iterable[Any]] | No
 # -- <model>_ingest ---------------------------------------------------------------------------------------------
 
 
-def extract_batch(model: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
-    """Read the run's interval from the SQL source (the database its Airflow connection names, through the
-    provider's hook) and deliver it as the partition."""
-    ctx = ModelContext.load(model)
-    source = ctx.spec.source
-    assert isinstance(source, SqlSourceSpec)  # the DAG has this task for SQL sources only
-    database = BaseHook.get_connection(source.conn_id).get_hook().get_sqlalchemy_engine()
-    try:
-        partition = partition_key(data_interval_start, ctx.spec.schedule)
-        return extract_partition(ctx, database, data_interval_start, data_interval_end, partition).to_json()
-    finally:
-        database.dispose()
-
-
 def ingest_batch(
-    model: str, data_interval_start: datetime, run_id: str, ti: Any, batches: Asset, outlet_events: Any
+    model: str,
+    interval: tuple[datetime, datetime],
+    run_id: str,
+    ti: Any,
+    batches: Asset,
+    outlet_events: Any,
 ) -> str | None:
-    """Validate the run's partition and load it if it passed, in one task process. The verdict goes on as the
-    XCom ``verdict``; a loaded batch emits ``batches`` through the task's alias and is the XCom ``loaded``.
-    Returns the branch to follow: ``quarantine_batch`` for a failed batch, none for a loaded one."""
+    """Validate the run's partition and load it if it passed, in one task process (with a SQL source, the query
+    for the interval runs first: XCom ``extracted``). The verdict goes on as the XCom ``verdict``; a loaded batch
+    emits ``batches`` through the task's alias and is the XCom ``loaded``. Returns the branch to follow:
+    ``quarantine_batch`` for a failed batch, none for a loaded one."""
     ctx = ModelContext.load(model)
-    verdict, loaded = ingest_partition(
-        ctx, partition_key(data_interval_start, ctx.spec.schedule), run_id=run_id
-    )
+    partition = partition_key(interval[0], ctx.spec.schedule)
+    if isinstance(ctx.spec.source, SqlSourceSpec):
+        ti.xcom_push(key=EXTRACTED, value=_extract(ctx, ctx.spec.source, interval, partition))
+    verdict, loaded = ingest_partition(ctx, partition, run_id=run_id)
     ti.xcom_push(key=VERDICT, value=verdict.to_json())
     if loaded is None:
         return "quarantine_batch"
@@ -99,6 +92,18 @@ def ingest_batch(
     )
     ti.xcom_push(key=LOADED, value=loaded.to_json())
     return None
+
+
+def _extract(
+    ctx: ModelContext, source: SqlSourceSpec, interval: tuple[datetime, datetime], partition: str
+) -> dict:
+    """Read the interval from the SQL source (the database its Airflow connection names, through the provider's
+    hook) and deliver it as the partition."""
+    database = BaseHook.get_connection(source.conn_id).get_hook().get_sqlalchemy_engine()
+    try:
+        return extract_partition(ctx, database, interval[0], interval[1], partition).to_json()
+    finally:
+        database.dispose()
 
 
 def quarantine_batch(model: str, verdict: Mapping[str, Any], run_id: str) -> dict:
