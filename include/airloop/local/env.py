@@ -26,6 +26,13 @@ WORKER_LOG_PORT_OFFSET = 713
 TRIGGER_LOG_PORT_OFFSET = 714
 
 _PASSWORD_PREFIX = "AIRLOOP_PASSWORD_"
+#: Where Airflow takes ``sqlite3.connect``'s arguments for its metadata DB (sync and async engines).
+SQLITE_CONNECT_ARGS_KEYS = (
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC",
+)
+_SQLITE_CONNECT_ARGS = "airloop.local.sqlite_metadata.CONNECT_ARGS"
+_API_SERVER_SQLITE_CONNECT_ARGS = "airloop.local.sqlite_metadata.API_SERVER_CONNECT_ARGS"
 
 
 def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -78,9 +85,10 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse_connection(settings.warehouse_url),
     }
     if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
-        # The default SQLite metadata DB: wait for its write lock instead of failing after sqlite3's 5 s.
-        for key in ("SQL_ALCHEMY_CONNECT_ARGS", "SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
-            defaults[f"AIRFLOW__DATABASE__{key}"] = "airloop.local.sqlite_metadata.CONNECT_ARGS"
+        # The default SQLite metadata DB: wait for its write lock instead of failing after sqlite3's 5 s (the API
+        # server excepted: :func:`component_env`).
+        for key in SQLITE_CONNECT_ARGS_KEYS:
+            defaults[key] = _SQLITE_CONNECT_ARGS
     if any(key not in env for key in _SECRET_KEYS):
         stored = _shared_secrets(settings.home)
         defaults.update({key: stored[name] for key, name in _SECRET_KEYS.items()})
@@ -118,6 +126,17 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
 
 
 #: The connection id the local stack gives the warehouse, unless the environment defines it.
+def component_env(component: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment ``component`` runs with: the stack's, except that on the default SQLite metadata DB the API
+    server gives up waiting for the write lock after 5 s, not 60 (:mod:`airloop.local.sqlite_metadata` says why)."""
+    own = dict(env)
+    if component == "api-server":
+        for key in SQLITE_CONNECT_ARGS_KEYS:
+            if own.get(key) == _SQLITE_CONNECT_ARGS:
+                own[key] = _API_SERVER_SQLITE_CONNECT_ARGS
+    return own
+
+
 WAREHOUSE_CONN_ID = "airloop_warehouse"
 
 

@@ -39,6 +39,7 @@ from airloop.local.catcher import AlertCatcher
 from airloop.local.components import SERVERS, Component, stack_components
 from airloop.local.env import (
     airflow_users,
+    component_env,
     password_variable,
     passwords_file,
     port_free,
@@ -365,7 +366,10 @@ class Stack:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
-                env={**self.env, "PYTHONUNBUFFERED": "1"},  # a crash's last lines reach the log
+                env={
+                    **component_env(component.name, self.env),
+                    "PYTHONUNBUFFERED": "1",
+                },  # a crash's last lines reach the log
                 cwd=self.settings.home,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

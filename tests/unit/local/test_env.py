@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from airloop.local.env import WAREHOUSE_CONN_ID, stack_env, warehouse_connection
+from airloop.local.env import WAREHOUSE_CONN_ID, component_env, stack_env, warehouse_connection
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +64,7 @@ def test_the_warehouse_connection_resolves_to_the_warehouse_through_the_provider
     hooked.dispose()
 
 
-def test_airflow_waits_a_minute_for_the_sqlite_metadata_db_lock_and_postgres_gets_no_such_argument(
+def test_airflow_waits_a_minute_for_the_sqlite_metadata_db_lock_the_api_server_5_s_and_postgres_no_argument(
     airloop_home, tmp_path
 ):
     import subprocess
@@ -80,5 +80,11 @@ def test_airflow_waits_a_minute_for_the_sqlite_metadata_db_lock_and_postgres_get
     )
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "60000"  # sqlite3's default is 5000 ms
+    # The API server gives up after 5 s: its action log and a request thread of its own can wait on each other.
+    api = component_env("api-server", env)
+    out = subprocess.run([sys.executable, "-c", probe], env=api, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "5000"
+    assert component_env("scheduler", env) == env
     postgres = stack_env(airloop_home, {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://u@h/airflow"})
     assert not [key for key in postgres if "CONNECT_ARGS" in key]
+    assert component_env("api-server", postgres) == postgres
