@@ -11,9 +11,11 @@ the `monitoring.window_days` complete days before the end of its interval.
    a monitoring run in MLflow; the figures go to the warehouse table `airloop_monitoring` (one row per window,
    replaced on re-run). The drift decision applies the spec's policy: drifted share, quality drop, minimum rows.
    Skipped while there is no champion.
-   The run stops here unless the window drifted (the summary goes on as the XCom `result`).
-2. **record_drift**: a drift event (status pending) for retraining; emits the Asset `x-airloop://<model>/drift`.
-3. **alert_drift**: e-mail and Slack with the drift share, the top drifted features, the quality change and
+   The run stops here unless the window drifted (the summary goes on as the XCom `result`). A drifted window is
+   recorded by the same task as a drift event (status pending) for retraining (XCom `drift_event`), and emits the
+   Asset `x-airloop://<model>/drift` (through the alias `<model>_drift_recorded`: a window without drift emits
+   nothing).
+2. **alert_drift**: e-mail and Slack with the drift share, the top drifted features, the quality change and
    links; a failed channel is retried alone and never undoes what was recorded.
 
 Generated from `config/models/<model>.yaml` for every spec with a `monitoring` section.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Asset, XComArg, task
+from airflow.sdk import DAG, Asset, AssetAlias, XComArg, task
 
 from airloop.airflow import dagkit
 from airloop.core.spec import ModelSpec
@@ -41,19 +43,14 @@ def monitor_dag(spec: ModelSpec) -> DAG:
         # Evidently holds both frames in memory: windows are monitored one after the other.
         max_active_runs=1,
     ) as dag:
-        # Monitors, then decides: the summary goes on as the XCom "result", and the run goes on only on drift.
-        # One task, not a monitor task and a short-circuit task: a task process and a scheduling step less a week.
-        @task.short_circuit(retries=1)
+        # Monitors, then decides: the summary goes on as the XCom "result", and the run goes on only on drift,
+        # which the same task records and emits. One task, not a monitor, a short-circuit and a record task: two
+        # task processes and scheduling steps less on the way from a drifted window to its retraining.
+        @task.short_circuit(retries=1, outlets=[AssetAlias(spec.drift_alias)])
         def monitor_window(data_interval_end=None, **context) -> bool:
             from airloop.airflow import tasks
 
-            return tasks.monitor(model, data_interval_end, context)
-
-        @task(outlets=[drift])
-        def record_drift(result: dict, run_id=None, outlet_events=None) -> dict:
-            from airloop.airflow import tasks
-
-            return tasks.drift_event(model, result, run_id, drift, outlet_events)
+            return tasks.monitor(model, data_interval_end, drift, context)
 
         @task(retries=3, retry_delay=timedelta(seconds=10))
         def alert_drift(result: dict, **context) -> list:
@@ -63,7 +60,7 @@ def monitor_dag(spec: ModelSpec) -> DAG:
 
         monitored = monitor_window()
         result = XComArg(monitored.operator, key=dagkit.RESULT)
-        monitored >> record_drift(result) >> alert_drift(result)
+        monitored >> alert_drift(result)
     return dag
 
 

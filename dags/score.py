@@ -11,14 +11,20 @@ may name `partitions` instead (re-scoring, backfill).
    the batch checksum and this run. A partition is replaced per alias in one transaction: re-running leaves no
    duplicates. Skipped (and the run with it) while there is no champion or nothing to score; it goes on to the
    challenger only when there is one that is not the champion. One task process for the usual run.
+   A champion alias moved outside airloop (by hand in the registry, not by the gate, promote or rollback) is not
+   followed: the champion airloop recorded last goes on scoring, and the disagreement is recorded in the event log
+   (XCom `unrecorded`).
 2. **score_challenger**: the same partitions with `models:/<name>@challenger`, stored under alias `challenger`
    beside the champion's, so the two can be compared on live data.
+3. **alert_unrecorded_champion**: e-mail and Slack when a moved alias was first noticed (once per move).
 
 Labels are not copied: monitoring joins them from the batch once `target.label_delay_hours` have passed.
 Generated from `config/models/<model>.yaml` for every spec with a `training` section.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from airflow.sdk import DAG, Asset, Param, XComArg, task
 
@@ -58,8 +64,15 @@ def score_dag(spec: ModelSpec) -> DAG:
 
             return tasks.score(model, partitions, "challenger", run_id)
 
+        @task(retries=3, retry_delay=timedelta(seconds=10))
+        def alert_unrecorded_champion(moved: dict, **context) -> list:
+            from airloop.airflow import tasks
+
+            return tasks.send_unrecorded_champion_alert(model, moved, context)
+
         champion = score_champion()
         score_challenger(XComArg(champion.operator, key=dagkit.PARTITIONS))
+        alert_unrecorded_champion(XComArg(champion.operator, key=dagkit.UNRECORDED))
     return dag
 
 

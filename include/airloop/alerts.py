@@ -151,6 +151,37 @@ def retrain_alert(outcome: RetrainOutcome, links: Mapping[str, str]) -> Alert:
     return _compose(subject=subject, headline=headline, facts=facts, links=links)
 
 
+def unrecorded_champion_alert(
+    model: str,
+    *,
+    registry_version: str | None,
+    recorded_version: str | None,
+    why: str,
+    links: Mapping[str, str],
+) -> Alert:
+    """The alert for a champion alias moved behind airloop's back (see :mod:`airloop.promote.guard`)."""
+    moved_to = f"v{registry_version}" if registry_version else "no version (removed)"
+    serving = f"v{recorded_version}" if recorded_version else "nothing (no recorded champion)"
+    facts = [
+        ("Model", model),
+        ("Registry's champion alias", moved_to),
+        ("Recorded champion", f"v{recorded_version}" if recorded_version else "none"),
+        ("Scoring serves", serving),
+        ("Why", why),
+        (
+            "What to do",
+            "set the alias back in the registry, or move the champion through airloop "
+            "(`airloop promote` through the gate, or `airloop rollback`)",
+        ),
+    ]
+    return _compose(
+        subject=f"[airloop] {model}: champion alias moved outside airloop (to {moved_to})",
+        headline=f"The champion alias of {model} was moved outside airloop; scoring serves {serving}.",
+        facts=facts,
+        links=links,
+    )
+
+
 def failure_alert(
     model: str,
     *,

@@ -17,6 +17,7 @@ from typing import Any
 from airloop.core.events import Event, EventKind
 from airloop.model.context import ModelContext
 from airloop.monitor.monitor import last_monitoring
+from airloop.promote.guard import check_champion
 from airloop.promote.promote import champion_summary, promotion_history
 from airloop.retrain.policy import KEPT, PROMOTED
 from airloop.store.events import events_of
@@ -89,6 +90,7 @@ def full_status(ctx: ModelContext) -> dict[str, Any]:
         status.update(champion=None, registry_error=f"{type(exc).__name__}: {exc}"[:500])
     else:
         status.update(champion=summary["champion"], aliases=summary["aliases"])
+        status["champion_unrecorded"] = check_champion(ctx).unrecorded
     return status
 
 
@@ -160,6 +162,8 @@ def format_status(status: Mapping[str, Any]) -> str:
         lines += ["", f"champion: unknown, the registry did not answer ({status['registry_error']})"]
     elif "champion" in status:
         lines += ["", "champion: none yet"]
+    if status.get("champion_unrecorded"):
+        lines.append(f"  WARNING: {status['champion_unrecorded']}")
     lines += _loop_lines(status)
     history = status.get("history") or []
     if history:

@@ -162,13 +162,28 @@ def test_a_chained_sql_model_waits_for_its_upstream_then_runs_its_query(dagbag):
     assert dagbag.dags["flights_delay_band_ingest"].timetable.expression == "0 0 1 * *"
 
 
-def test_score_dag_scores_the_champion_in_one_task_and_the_challenger_only_when_it_branches_there(dagbag):
+def test_score_dag_scores_the_champion_in_one_task_and_branches_to_the_challenger_or_an_alert(dagbag):
     dag = dagbag.dags["flights_delay_score"]
-    assert sorted(dag.task_ids) == ["score_challenger", "score_champion"]
+    assert sorted(dag.task_ids) == ["alert_unrecorded_champion", "score_challenger", "score_champion"]
     champion = dag.get_task("score_champion")
     assert type(champion).__name__ == "_BranchPythonDecoratedOperator"
-    assert champion.downstream_task_ids == {"score_challenger"}
+    assert champion.downstream_task_ids == {"score_challenger", "alert_unrecorded_champion"}
+    assert dag.get_task("alert_unrecorded_champion").retries == 3
     assert dag.max_active_runs == 1
+
+
+def test_monitor_dag_records_and_emits_drift_in_the_monitoring_task(dagbag):
+    dag = dagbag.dags["flights_delay_monitor"]
+    assert sorted(dag.task_ids) == ["alert_drift", "monitor_window"]
+    monitor = dag.get_task("monitor_window")
+    assert monitor.downstream_task_ids == {"alert_drift"}
+    # Through an alias: only a drifted window emits the drift Asset (a plain outlet would emit on every success).
+    assert [(type(o).__name__, o.name) for o in monitor.outlets] == [
+        ("AssetAlias", "flights_delay_drift_recorded")
+    ]
+    assert [a.uri for a in dagbag.dags["flights_delay_retrain"].timetable.asset_condition.objects] == [
+        "x-airloop://flights_delay/drift"
+    ]
 
 
 def test_train_dag_shape(dagbag):

@@ -218,7 +218,7 @@ def _drift(first: str, last: str) -> MonitorResult:
 
 
 def _announce(stack, asset: dict, event: DriftRecorded) -> None:
-    """What record_drift's outlet does in a monitor run: a drift Asset event with the recorded event as extra."""
+    """What monitor_window's alias does in a monitor run that found drift: a drift Asset event with the recorded event as extra."""
     stack.api("POST", "/api/v2/assets/events", asset_id=asset["id"], extra=event.to_json())
 
 
@@ -364,16 +364,17 @@ def test_drifted_batch_is_scored_monitored_alerted_and_retrained(stack, loop, fi
     assert run["data_interval_end"].startswith("2013-07-21"), run
     assert run["data_interval_start"].startswith("2013-07-14"), run
     assert run["state"] == "success", run["task_states"]
-    assert {k: run["task_states"][k] for k in ("monitor_window", "record_drift", "alert_drift")} == {
+    assert {k: run["task_states"][k] for k in ("monitor_window", "alert_drift")} == {
         "monitor_window": "success",
-        "record_drift": "success",
         "alert_drift": "success",
     }, (run["task_states"], stack.xcom(MONITOR, monitor_run, "monitor_window", key="result"))
     result = MonitorResult.model_validate(stack.xcom(MONITOR, monitor_run, "monitor_window", key="result"))
     window = f"{DRIFTED[0]}..{DRIFTED[-1]}"
     assert result.window.label == window, result.window
     assert result.drifted and result.outcome == "drift", result
-    drift_event = DriftRecorded.model_validate(stack.xcom(MONITOR, monitor_run, "record_drift"))
+    drift_event = DriftRecorded.model_validate(
+        stack.xcom(MONITOR, monitor_run, "monitor_window", key="drift_event")
+    )
     assert drift_event.new and drift_event.window == window, drift_event
     print(f"[loop] drift: share {result.drift.share if result.drift else None}, reasons {result.reasons}")
 

@@ -24,12 +24,13 @@ from asset_events import asset_event_extras
 from mlflow_server import MlflowServer
 
 from airloop.core.contracts import MonitorResult
-from airloop.core.events import DriftHandledPayload
+from airloop.core.events import DriftHandledPayload, EventKind
 from airloop.local.demo.replay import day_frame, days
 from airloop.model.context import ModelContext
 from airloop.monitor.monitor import last_monitoring, mark_drift_handled, open_drift_events, record_drift
 from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.store.db import open_warehouse, sync_table
+from airloop.store.events import events_of
 from airloop.store.ledger import LedgerEntry, partition_row_count, replace_partition
 from airloop.store.monitoring import monitoring_history, store_result
 from airloop.store.schema import batches_table
@@ -158,7 +159,11 @@ def test_score_and_monitor_real_flights(stack):
         assert partition_row_count(engine, spec, day) > 0
     scored = _timed("score DAG", lambda: _dag("score").test(run_conf={"partitions": partitions}))
     assert scored.state == "success"
-    assert _states(scored) == {"score_champion": "success", "score_challenger": "skipped"}
+    assert _states(scored) == {
+        "score_champion": "success",
+        "score_challenger": "skipped",
+        "alert_unrecorded_champion": "skipped",
+    }
     rows = _predictions(engine)
     expected = sum(partition_row_count(engine, spec, p) for p in partitions)
     assert len(rows) == expected
@@ -179,12 +184,34 @@ def test_score_and_monitor_real_flights(stack):
     assert len(set(keys)) == len(keys)
     assert len([k for k in keys if k[0] == JULY[0]]) == partition_row_count(engine, spec, JULY[0])
 
+    # The champion alias moved by hand in the registry (not by the gate, promote or rollback) is not followed:
+    # the recorded champion goes on scoring, and the move is recorded and alerted, each once.
+    client.set_registered_model_alias(MODEL, "champion", copy.version)
+    moved = _dag("score").test(run_conf={"partitions": [JULY[0]]})
+    assert _states(moved) == {
+        "score_champion": "success",
+        "alert_unrecorded_champion": "success",
+        "score_challenger": "skipped",
+    }
+    assert {r["version"] for r in _predictions(engine, "champion") if r["partition"] == JULY[0]} == {"1"}
+    [noticed] = events_of(engine, MODEL, [EventKind.CHAMPION_UNRECORDED])
+    assert (noticed.payload.registry_version, noticed.payload.recorded_version) == (copy.version, "1")
+    [mail] = [m for m in catcher.emails() if "moved outside airloop" in m["Subject"]]
+    assert f"to v{copy.version}" in mail["Subject"]
+    assert any("scoring serves v1" in h["text"] for h in catcher.webhooks())
+    again = _dag("score").test(run_conf={"partitions": [JULY[0]]})
+    assert _states(again)["alert_unrecorded_champion"] == "skipped"
+    assert len(events_of(engine, MODEL, [EventKind.CHAMPION_UNRECORDED])) == 1
+    assert len([m for m in catcher.emails() if "moved outside airloop" in m["Subject"]]) == 1
+    client.set_registered_model_alias(MODEL, "champion", "1")
+
     # Late February: no drift, so nothing is recorded or sent; the figures, report and MLflow run exist.
     quiet = _monitor(date(2013, 3, 3))
     assert quiet.state == "success"
     states = _states(quiet)
     assert states["monitor_window"] == "success"
-    assert states["record_drift"] == states["alert_drift"] == "skipped"
+    assert states["alert_drift"] == "skipped"
+    assert asset_event_extras(f"x-airloop://{MODEL}/drift", quiet.run_id) == []  # the alias emits nothing
     february = last_monitoring(engine, MODEL)
     print(f"late February: {february['reasons']}")
     assert (february["window_first"], february["window_last"]) == ("2013-02-24", "2013-03-02")
@@ -193,7 +220,7 @@ def test_score_and_monitor_real_flights(stack):
     assert february["labelled_rows"] > 0.9 * february["current_rows"]
     assert february["drift_share"] < 0.3
     assert open_drift_events(engine, MODEL) == []
-    assert len(catcher.emails()) == failure_alerts
+    assert len(catcher.emails()) == failure_alerts + 1  # and the moved alias's alert
 
     # July: drift in the weather, recorded, announced by the Asset and by both channels.
     summer = _monitor(date(2013, 7, 14))
@@ -349,7 +376,7 @@ def test_a_failing_channel_is_retried_alone_and_reported(airloop_home, models_di
         map_index=-1,
         log_url="http://a/l",
     )
-    context = {"ti": ti, "task": SimpleNamespace(upstream_task_ids={"record_drift"})}
+    context = {"ti": ti, "task": SimpleNamespace(upstream_task_ids={"monitor_window"})}
     working_slack = json.loads(catcher.slack_connection())
     monkeypatch.setenv(
         "AIRFLOW_CONN_AIRLOOP_SLACK", json.dumps({**working_slack, "host": "127.0.0.1:9/services"})

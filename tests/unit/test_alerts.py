@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from airloop.alerts import MAX_FILES_LISTED, MAX_SUBJECT_CHARS, Alert, quarantine_alert, retrain_alert
+from airloop.alerts import (
+    MAX_FILES_LISTED,
+    MAX_SUBJECT_CHARS,
+    Alert,
+    quarantine_alert,
+    retrain_alert,
+    unrecorded_champion_alert,
+)
 from airloop.core.contracts import RetrainOutcome
 
 pytestmark = pytest.mark.unit
@@ -146,3 +153,14 @@ def test_retrain_alert_says_what_started_it_and_what_came_of_it(overrides, subje
     assert alert.subject == f"[airloop] flights_delay: {subject}"
     assert headline in alert.text and headline in alert.slack_text
     assert all(reason in alert.text for reason in outcome.reasons)
+
+
+def test_unrecorded_champion_alert_names_both_versions_what_serves_and_the_way_back() -> None:
+    alert = unrecorded_champion_alert(
+        "m", registry_version="1", recorded_version="3", why="moved by hand", links={"Run": "http://x/r"}
+    )
+    assert alert.subject == "[airloop] m: champion alias moved outside airloop (to v1)"
+    assert "scoring serves v3" in alert.text and "Recorded champion: v3" in alert.text
+    assert "airloop rollback" in alert.text and "moved by hand" in alert.slack_text
+    removed = unrecorded_champion_alert("m", registry_version=None, recorded_version="3", why="w", links={})
+    assert removed.subject.endswith("(to no version (removed))")

@@ -26,7 +26,14 @@ from airloop.airflow.notify import (
     raise_if_failed,
     send_alert,
 )
-from airloop.alerts import Alert, drift_alert, failure_alert, quarantine_alert, retrain_alert
+from airloop.alerts import (
+    Alert,
+    drift_alert,
+    failure_alert,
+    quarantine_alert,
+    retrain_alert,
+    unrecorded_champion_alert,
+)
 from airloop.core.contracts import MonitorResult, Quarantined, RetrainOutcome
 from airloop.core.events import AlertQueuedPayload, AlertSentPayload
 from airloop.core.spec import ModelSpec
@@ -102,6 +109,21 @@ def alert_retrain(
     alert = retrain_alert(outcome, _run_link(context))
     key = f"alert:retrain:{ctx.name}:{outcome.drift_event_id}:{outcome.train_run_id}:"
     return _deliver(ctx, alert, key, context, partition=outcome.window.split("..")[-1])
+
+
+def alert_unrecorded_champion(
+    ctx: ModelContext, moved: Mapping[str, Any], context: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Tell the model's channels that the champion alias was moved outside airloop (``moved``: the event's id, the
+    ``registry`` and ``recorded`` versions and ``why``); raises if a channel could not be reached."""
+    alert = unrecorded_champion_alert(
+        ctx.name,
+        registry_version=moved["registry"],
+        recorded_version=moved["recorded"],
+        why=moved["why"],
+        links=_run_link(context),
+    )
+    return _deliver(ctx, alert, f"alert:champion_unrecorded:{ctx.name}:{moved['event_id']}:", context)
 
 
 def alert_task_failure(ctx: ModelContext, context: Mapping[str, Any]) -> list[dict[str, Any]]:

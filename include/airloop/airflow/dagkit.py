@@ -24,8 +24,8 @@ from airloop.model.context import ModelContext, load_model_specs
 
 #: XCom keys of results handed on beside a task's return value (a branch's or a short-circuit's decision).
 EXTRACTED, VERDICT, LOADED = "extracted", "verdict", "loaded"
-PARTITIONS, SCORED = "partitions", "scored"
-GATE, RESULT = "gate", "result"
+PARTITIONS, SCORED, UNRECORDED = "partitions", "scored", "unrecorded"
+GATE, RESULT, DRIFT_EVENT = "gate", "result", "drift_event"
 
 
 class FailureAlert(BaseNotifier):

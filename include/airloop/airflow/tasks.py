@@ -13,8 +13,24 @@ from typing import Any
 from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airloop.airflow.alerting import alert_drift, alert_quarantine, alert_retrain, redeliver_alerts
-from airloop.airflow.dagkit import EXTRACTED, GATE, LOADED, PARTITIONS, RESULT, SCORED, VERDICT
+from airloop.airflow.alerting import (
+    alert_drift,
+    alert_quarantine,
+    alert_retrain,
+    alert_unrecorded_champion,
+    redeliver_alerts,
+)
+from airloop.airflow.dagkit import (
+    DRIFT_EVENT,
+    EXTRACTED,
+    GATE,
+    LOADED,
+    PARTITIONS,
+    RESULT,
+    SCORED,
+    UNRECORDED,
+    VERDICT,
+)
 from airloop.airflow.promotion import approval_from_response
 from airloop.core.contracts import (
     Gate,
@@ -22,6 +38,7 @@ from airloop.core.contracts import (
     Quarantined,
     RetrainDue,
     RetrainOutcome,
+    Scored,
     Trained,
     Verdict,
 )
@@ -34,6 +51,7 @@ from airloop.ingest.ingest import ingest_partition, quarantine_partition
 from airloop.model.context import ModelContext, load_model_specs
 from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.monitor.monitor import monitor_window, record_drift
+from airloop.promote.guard import check_champion, record_unrecorded_move
 from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.retrain.retrain import retrain_outcome
 from airloop.score.score import partitions_to_score, score_partitions, shadow_due, unscored_partitions
@@ -172,14 +190,41 @@ def score_champion(
 ) -> str | None:
     """Choose the partitions (XCom ``partitions``) and score them with the champion (XCom ``scored``); go on to
     ``score_challenger`` only when a challenger that is not the champion can be scored in shadow. Skipped when
-    there is nothing to score or no champion yet."""
+    there is nothing to score or no champion yet.
+
+    A champion alias moved outside airloop is not followed: the recorded champion scores, and the disagreement,
+    once recorded (XCom ``unrecorded``), goes on to ``alert_unrecorded_champion``."""
     ctx = ModelContext.load(model)
     events = asset_event_extras(triggering_asset_events)
     partitions = partitions_to_score(events, params["partitions"], unscored_partitions(ctx))
     ti.xcom_push(key=PARTITIONS, value=partitions)
-    scored = score_partitions(ctx, partitions, alias=CHAMPION, run_id=run_id)
-    ti.xcom_push(key=SCORED, value=_done_or_skip(scored, scored.scored, scored.reason).to_json())
-    return "score_challenger" if shadow_due(ctx.registry.aliases()) else None
+    check = check_champion(ctx)
+    follow = []
+    if check.unrecorded and (event := record_unrecorded_move(ctx, check, airflow_run_id=run_id)) is not None:
+        moved = {
+            "event_id": event,
+            "registry": check.registry,
+            "recorded": check.recorded,
+            "why": check.unrecorded,
+        }
+        ti.xcom_push(key=UNRECORDED, value=moved)
+        follow.append("alert_unrecorded_champion")
+    if check.unrecorded and check.serve is None:
+        # An alias set by hand before any recorded promotion: nothing airloop promoted can serve.
+        scored = Scored(model=model, alias=CHAMPION, scored=False, reason=check.unrecorded)
+    else:
+        scored = score_partitions(ctx, partitions, alias=CHAMPION, run_id=run_id, version=check.serve)
+    if scored.scored:
+        ti.xcom_push(key=SCORED, value=scored.to_json())
+        if shadow_due(check.aliases):
+            follow.append("score_challenger")
+    elif not follow:
+        raise AirflowSkipException(scored.reason or "nothing to score")
+    return follow or None
+
+
+def send_unrecorded_champion_alert(model: str, moved: Mapping[str, Any], context: Mapping[str, Any]) -> list:
+    return alert_unrecorded_champion(ModelContext.load(model), moved, context)
 
 
 def score(model: str, partitions: list[str], alias: str, run_id: str) -> dict:
@@ -193,22 +238,20 @@ def score(model: str, partitions: list[str], alias: str, run_id: str) -> dict:
 # -- <model>_monitor --------------------------------------------------------------------------------------------
 
 
-def monitor(model: str, data_interval_end: datetime, context: Mapping[str, Any]) -> bool:
-    """Monitor the run's window; hand the result on (XCom ``result``); go on only on drift. Skipped without a
-    champion."""
-    result = monitor_window(ModelContext.load(model), data_interval_end, airflow=airflow_ids(context))
+def monitor(model: str, data_interval_end: datetime, drift: Asset, context: Mapping[str, Any]) -> bool:
+    """Monitor the run's window and hand the result on (XCom ``result``). A drifted window is recorded as a drift
+    event (XCom ``drift_event``) and emits ``drift`` through the task's alias; the run goes on only then. Skipped
+    without a champion."""
+    ctx = ModelContext.load(model)
+    result = monitor_window(ctx, data_interval_end, airflow=airflow_ids(context))
     context["ti"].xcom_push(
         key=RESULT, value=_done_or_skip(result, result.monitored, result.reason).to_json()
     )
+    if result.drifted:
+        event = record_drift(ctx, result, airflow_run_id=context["run_id"]).to_json()
+        context["ti"].xcom_push(key=DRIFT_EVENT, value=event)
+        context["outlet_events"][AssetAlias(ctx.spec.drift_alias)].add(drift, extra=event)
     return result.drifted
-
-
-def drift_event(model: str, result: Mapping[str, Any], run_id: str, drift: Asset, outlet_events: Any) -> dict:
-    event = record_drift(
-        ModelContext.load(model), MonitorResult.model_validate(result), airflow_run_id=run_id
-    )
-    outlet_events[drift].extra = event.to_json()
-    return event.to_json()
 
 
 def send_drift_alert(model: str, result: Mapping[str, Any], context: Mapping[str, Any]) -> list:

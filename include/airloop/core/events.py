@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     AGE_RETRAIN = "age_retrain"
     ALERT_SENT = "alert_sent"
     ALERT_QUEUED = "alert_queued"
+    CHAMPION_UNRECORDED = "champion_unrecorded"
 
 
 #: The kinds that move the champion.
@@ -128,6 +129,16 @@ class AlertQueuedPayload(Contract):
     map_index: int | None = None
 
 
+class ChampionUnrecordedPayload(Contract):
+    """The registry's champion alias pointed at ``registry_version`` where airloop's last recorded move left
+    ``recorded_version``: it was moved behind airloop's back (not by the gate, promote or rollback). Scoring went on
+    with ``recorded_version``."""
+
+    registry_version: str | None
+    recorded_version: str | None
+    airflow_run_id: str | None
+
+
 PAYLOADS: dict[EventKind, type[Contract]] = {
     EventKind.QUARANTINE: QuarantinePayload,
     EventKind.PROMOTION: PromotionPayload,
@@ -138,6 +149,7 @@ PAYLOADS: dict[EventKind, type[Contract]] = {
     EventKind.AGE_RETRAIN: AgeRetrainPayload,
     EventKind.ALERT_SENT: AlertSentPayload,
     EventKind.ALERT_QUEUED: AlertQueuedPayload,
+    EventKind.CHAMPION_UNRECORDED: ChampionUnrecordedPayload,
 }
 
 

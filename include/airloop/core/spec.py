@@ -573,6 +573,12 @@ class ModelSpec(_Strict):
         return f"{self.name}_batches_loaded"
 
     @property
+    def drift_alias(self) -> str:
+        """The Asset alias the monitor task emits :attr:`drift_asset` through: an event only for a window that
+        drifted."""
+        return f"{self.name}_drift_recorded"
+
+    @property
     def champion_asset(self) -> str:
         return f"x-airloop://{self.name}/champion"
 

@@ -67,9 +67,15 @@ def shadow_due(aliases: Mapping[str, str]) -> bool:
 
 
 def score_partitions(
-    ctx: ModelContext, partitions: Sequence[str], *, alias: str = CHAMPION, run_id: str | None = None
+    ctx: ModelContext,
+    partitions: Sequence[str],
+    *,
+    alias: str = CHAMPION,
+    run_id: str | None = None,
+    version: str | None = None,
 ) -> Scored:
-    """Score ``partitions`` with the version ``alias`` points at now, and store the predictions.
+    """Score ``partitions`` with the version ``alias`` points at now (or with ``version``, stored under ``alias``:
+    the recorded champion when the alias was moved outside airloop), and store the predictions.
 
     ``scored`` is False with the ``reason`` when there is nothing to do: no partition, no such alias yet, or a
     challenger that is the champion (its predictions are the champion's already). Raises :class:`ScoringError`
@@ -82,7 +88,7 @@ def score_partitions(
     _check_validated(ctx, partitions)
     table = predictions_of(ctx)
     current = ctx.registry.aliases()
-    version = current.get(alias)
+    version = version or current.get(alias)
     if version is None:
         return Scored(model=ctx.name, alias=alias, scored=False, reason=f"{name} has no {alias} yet")
     if alias != CHAMPION and version == current.get(CHAMPION):

@@ -114,6 +114,19 @@ def last_event_id(engine: Engine, model: str, kinds: Iterable[EventKind]) -> int
         return int(conn.execute(query).scalar() or 0)
 
 
+def last_event(engine: Engine, model: str, kinds: Iterable[EventKind]) -> Event | None:
+    """The newest event of ``kinds`` (None: none yet)."""
+    query = (
+        sa.select(events)
+        .where(events.c.model == model, events.c.kind.in_([EventKind(k).value for k in kinds]))
+        .order_by(events.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _event(row._mapping) if row else None
+
+
 def _event(row: Any) -> Event:
     kind = EventKind(row["kind"])
     return Event(

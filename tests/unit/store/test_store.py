@@ -17,7 +17,7 @@ from airloop.core.spec import ModelSpec, load_spec
 from airloop.local.demo.replay import day_frame
 from airloop.store import db
 from airloop.store.batches import read_batches
-from airloop.store.events import event_id, event_keys, events_of, last_event_id, record_event
+from airloop.store.events import event_id, event_keys, events_of, last_event, last_event_id, record_event
 from airloop.store.ledger import LedgerEntry, ledger_entries, partition_row_count, replace_partition
 from airloop.store.schema import BATCH_CHECKSUM, PARTITION, ROW, batches_table
 
@@ -324,6 +324,8 @@ def test_events_of_gives_typed_payloads_oldest_first(engine):
     assert events_of(engine, "m", []) == []
     assert last_event_id(engine, "m", [EventKind.ALERT_SENT]) == events[1].id
     assert last_event_id(engine, "m", [EventKind.PROMOTION]) == 0
+    assert last_event(engine, "m", [EventKind.ALERT_SENT, EventKind.QUARANTINE]) == events[1]
+    assert last_event(engine, "m", [EventKind.PROMOTION]) is None
 
 
 def test_a_payload_that_is_no_events_is_refused(engine):
