@@ -16,7 +16,7 @@ may name `partitions` instead (re-scoring, backfill).
    (XCom `unrecorded`).
 2. **score_challenger**: the same partitions with `models:/<name>@challenger`, stored under alias `challenger`
    beside the champion's, so the two can be compared on live data.
-3. **alert_unrecorded_champion**: e-mail and Slack when a moved alias was first noticed (once per move).
+3. **alert_unrecorded_champion**: e-mail and Slack about a moved alias, until every channel has delivered it.
 
 Labels are not copied: monitoring joins them from the batch once `target.label_delay_hours` have passed.
 Generated from `config/models/<model>.yaml` for every spec with a `training` section.

@@ -170,8 +170,8 @@ def unrecorded_champion_alert(
         ("Why", why),
         (
             "What to do",
-            "set the alias back in the registry, or move the champion through airloop "
-            "(`airloop promote` through the gate, or `airloop rollback`)",
+            f"set the alias back to {serving} in the registry; to make another version the champion, promote it "
+            "through airloop afterwards (`airloop promote`, through the gate)",
         ),
     ]
     return _compose(

@@ -86,11 +86,13 @@ def full_status(ctx: ModelContext) -> dict[str, Any]:
     status = warehouse_status(ctx)
     try:
         summary = champion_summary(ctx)
+        unrecorded = check_champion(ctx).unrecorded
     except Exception as exc:  # noqa: BLE001 - the ledger is still worth showing without the registry
         status.update(champion=None, registry_error=f"{type(exc).__name__}: {exc}"[:500])
     else:
-        status.update(champion=summary["champion"], aliases=summary["aliases"])
-        status["champion_unrecorded"] = check_champion(ctx).unrecorded
+        status.update(
+            champion=summary["champion"], aliases=summary["aliases"], champion_unrecorded=unrecorded
+        )
     return status
 
 

@@ -27,12 +27,14 @@ from airloop.core.contracts import MonitorResult
 from airloop.core.events import DriftHandledPayload, EventKind
 from airloop.local.demo.replay import day_frame, days
 from airloop.model.context import ModelContext
+from airloop.model.predictions import predictions_of
 from airloop.monitor.monitor import last_monitoring, mark_drift_handled, open_drift_events, record_drift
 from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.store.db import open_warehouse, sync_table
 from airloop.store.events import events_of
 from airloop.store.ledger import LedgerEntry, partition_row_count, replace_partition
 from airloop.store.monitoring import monitoring_history, store_result
+from airloop.store.predictions import partitions_scored_by
 from airloop.store.schema import batches_table
 from airloop.train.train import train_challenger
 
@@ -165,6 +167,10 @@ def test_score_and_monitor_real_flights(stack):
         "alert_unrecorded_champion": "skipped",
     }
     rows = _predictions(engine)
+    # What a retry of score_champion adds to its choice (the partitions scored by an earlier try of its run).
+    table = predictions_of(ModelContext.load(MODEL))
+    assert partitions_scored_by(engine, table, "champion", scored.run_id) == set(partitions)
+    assert partitions_scored_by(engine, table, "challenger", scored.run_id) == set()
     expected = sum(partition_row_count(engine, spec, p) for p in partitions)
     assert len(rows) == expected
     assert {(r["alias"], r["version"], r["model"]) for r in rows} == {("champion", "1", MODEL)}

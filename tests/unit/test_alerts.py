@@ -161,6 +161,6 @@ def test_unrecorded_champion_alert_names_both_versions_what_serves_and_the_way_b
     )
     assert alert.subject == "[airloop] m: champion alias moved outside airloop (to v1)"
     assert "scoring serves v3" in alert.text and "Recorded champion: v3" in alert.text
-    assert "airloop rollback" in alert.text and "moved by hand" in alert.slack_text
+    assert "set the alias back to v3 in the registry" in alert.text and "moved by hand" in alert.slack_text
     removed = unrecorded_champion_alert("m", registry_version=None, recorded_version="3", why="w", links={})
     assert removed.subject.endswith("(to no version (removed))")

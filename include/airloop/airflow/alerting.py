@@ -123,7 +123,18 @@ def alert_unrecorded_champion(
         why=moved["why"],
         links=_run_link(context),
     )
-    return _deliver(ctx, alert, f"alert:champion_unrecorded:{ctx.name}:{moved['event_id']}:", context)
+    return _deliver(ctx, alert, unrecorded_champion_key(ctx.name, moved["event_id"]), context)
+
+
+def unrecorded_champion_key(model: str, event_id: int) -> str:
+    """The outbox key of the alert for the ``champion_unrecorded`` event ``event_id``."""
+    return f"alert:champion_unrecorded:{model}:{event_id}:"
+
+
+def alert_owed(ctx: ModelContext, key: str) -> bool:
+    """Whether a channel of the model has not delivered the alert ``key`` yet (never sent, or failed)."""
+    channels = configured_channels(ctx.spec.alerts)
+    return set(channels) != delivered_channels(ctx.warehouse, key, channels)
 
 
 def alert_task_failure(ctx: ModelContext, context: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -15,10 +15,12 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airloop.airflow.alerting import (
     alert_drift,
+    alert_owed,
     alert_quarantine,
     alert_retrain,
     alert_unrecorded_champion,
     redeliver_alerts,
+    unrecorded_champion_key,
 )
 from airloop.airflow.dagkit import (
     DRIFT_EVENT,
@@ -49,6 +51,7 @@ from airloop.core.spec import SqlSourceSpec
 from airloop.ingest.extract import extract_partition
 from airloop.ingest.ingest import ingest_partition, quarantine_partition
 from airloop.model.context import ModelContext, load_model_specs
+from airloop.model.predictions import predictions_of
 from airloop.model.registry import CHALLENGER, CHAMPION
 from airloop.monitor.monitor import monitor_window, record_drift
 from airloop.promote.guard import check_champion, record_unrecorded_move
@@ -56,6 +59,7 @@ from airloop.promote.promote import evaluate_gate, promote_challenger
 from airloop.retrain.retrain import retrain_outcome
 from airloop.score.score import partitions_to_score, score_partitions, shadow_due, unscored_partitions
 from airloop.store.db import open_warehouse
+from airloop.store.predictions import partitions_scored_by
 from airloop.train.train import train_challenger
 
 
@@ -193,22 +197,24 @@ def score_champion(
     there is nothing to score or no champion yet.
 
     A champion alias moved outside airloop is not followed: the recorded champion scores, and the disagreement,
-    once recorded (XCom ``unrecorded``), goes on to ``alert_unrecorded_champion``."""
+    recorded once (XCom ``unrecorded``), goes on to ``alert_unrecorded_champion`` while a channel still owes its
+    alert."""
     ctx = ModelContext.load(model)
     events = asset_event_extras(triggering_asset_events)
-    partitions = partitions_to_score(events, params["partitions"], unscored_partitions(ctx))
+    chosen = partitions_to_score(events, params["partitions"], unscored_partitions(ctx))
+    # A retry after the champion's predictions were written finds them scored: they are still this run's.
+    scored_before = partitions_scored_by(ctx.warehouse, predictions_of(ctx), CHAMPION, run_id)
+    partitions = sorted({*chosen, *scored_before})
     ti.xcom_push(key=PARTITIONS, value=partitions)
     check = check_champion(ctx)
     follow = []
-    if check.unrecorded and (event := record_unrecorded_move(ctx, check, airflow_run_id=run_id)) is not None:
-        moved = {
-            "event_id": event,
-            "registry": check.registry,
-            "recorded": check.recorded,
-            "why": check.unrecorded,
-        }
-        ti.xcom_push(key=UNRECORDED, value=moved)
-        follow.append("alert_unrecorded_champion")
+    if check.unrecorded:
+        event = record_unrecorded_move(ctx, check, airflow_run_id=run_id)
+        # Alerted until every channel delivered it: a retry, or the next run, sends what is still owed.
+        if alert_owed(ctx, unrecorded_champion_key(model, event)):
+            moved = {"event_id": event, "registry": check.registry, "recorded": check.recorded}
+            ti.xcom_push(key=UNRECORDED, value={**moved, "why": check.unrecorded})
+            follow.append("alert_unrecorded_champion")
     if check.unrecorded and check.serve is None:
         # An alias set by hand before any recorded promotion: nothing airloop promoted can serve.
         scored = Scored(model=model, alias=CHAMPION, scored=False, reason=check.unrecorded)

@@ -10,8 +10,10 @@ Except in the API server. Airflow 3.3's action log writes to the database from t
 request thread of the same process holds the write lock and waits for that loop: the two wait on each other until
 the event loop's wait for the lock gives up. With 60 s, the whole stack stood still for 60 s (every component's
 heartbeat and the task writes queued behind that lock; seen in a year's demo, where the scheduler then reset a
-training task that had finished meanwhile). The API server gives up after :data:`API_SERVER_TIMEOUT` instead: the
-action log entry is lost and the request goes on; the others keep waiting up to 60 s for it.
+training task that had finished meanwhile). The API server gives up after :data:`API_SERVER_TIMEOUT` instead: in
+that deadlock the action log entry is lost and the request goes on. Any other write through the API server that
+waits longer than that for the lock also fails (a 500): task processes' calls are retried by the Task SDK's
+client, the demo's REST calls by its own. The scheduler, DAG processor and triggerer keep waiting up to 60 s.
 """
 
 #: Keyword arguments of ``sqlite3.connect`` (and aiosqlite's, which passes them on).

@@ -55,17 +55,27 @@ def unrecorded_move(registry: str | None, recorded: str | None, *, move_in_progr
     return (
         f"the champion alias points at v{registry} but airloop's last recorded move made v{recorded} the champion: "
         f"it was moved outside airloop (not by the gate, promote or rollback); v{recorded} goes on serving "
-        f"until the alias is set back to v{recorded} or v{registry} is promoted through airloop"
+        f"until the alias is set back to v{recorded}"
     )
 
 
 def check_champion(ctx: ModelContext) -> ChampionCheck:
-    """Compare the registry's champion alias with the last recorded champion move."""
+    """Compare the registry's champion alias with the last recorded champion move.
+
+    The registry and the warehouse cannot be read at one instant: a move may switch the alias and write its record
+    between the reads. So the record is read before and after the registry; a move pending at either read, or a
+    record that changed between them, counts as a move in progress (the next run compares again)."""
+    pending_before = pending_move(ctx.warehouse, ctx.name) is not None
+    last = last_event(ctx.warehouse, ctx.name, CHAMPION_MOVES)
     aliases = ctx.registry.aliases()
     registry = aliases.get(CHAMPION)
-    last = last_event(ctx.warehouse, ctx.name, CHAMPION_MOVES)
+    last_after = last_event(ctx.warehouse, ctx.name, CHAMPION_MOVES)
+    pending = (
+        pending_before
+        or pending_move(ctx.warehouse, ctx.name) is not None
+        or (last.id if last else 0) != (last_after.id if last_after else 0)
+    )
     recorded = last.payload.version if last is not None else None  # type: ignore[attr-defined]
-    pending = pending_move(ctx.warehouse, ctx.name) is not None
     return ChampionCheck(
         registry,
         recorded,
@@ -75,15 +85,12 @@ def check_champion(ctx: ModelContext) -> ChampionCheck:
     )
 
 
-def record_unrecorded_move(
-    ctx: ModelContext, check: ChampionCheck, *, airflow_run_id: str | None
-) -> int | None:
+def record_unrecorded_move(ctx: ModelContext, check: ChampionCheck, *, airflow_run_id: str | None) -> int:
     """Append the disagreement to the event log, once per version the alias was moved to after the last recorded
-    move; returns the new event's id (None: recorded before, and alerted then)."""
+    move; returns the event's id (new, or written by an earlier run or try)."""
     payload = ChampionUnrecordedPayload(
         registry_version=check.registry, recorded_version=check.recorded, airflow_run_id=airflow_run_id
     )
     key = f"champion_unrecorded:{ctx.name}:{check.recorded_event}:{check.registry}"
-    if not record_event(ctx.warehouse, ctx.name, payload, dedup_key=key):
-        return None
+    record_event(ctx.warehouse, ctx.name, payload, dedup_key=key)
     return event_id(ctx.warehouse, key)

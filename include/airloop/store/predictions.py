@@ -38,6 +38,17 @@ def scored_deliveries(engine: Engine, table: sa.Table, alias: str) -> set[tuple[
         return {(p, c) for p, c in conn.execute(query)}
 
 
+def partitions_scored_by(engine: Engine, table: sa.Table, alias: str, airflow_run_id: str) -> set[str]:
+    """The partitions whose ``alias`` predictions the Airflow run ``airflow_run_id`` wrote (an earlier try of it)."""
+    query = (
+        sa.select(table.c.partition)
+        .where(table.c.alias == alias, table.c.airflow_run_id == airflow_run_id)
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return {p for (p,) in conn.execute(query)}
+
+
 def scored_partitions(engine: Engine, table: sa.Table, partitions: Sequence[str], alias: str) -> set[str]:
     """Which of ``partitions`` have ``alias`` predictions (answered from the primary key's index)."""
     query = (

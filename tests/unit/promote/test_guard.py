@@ -22,7 +22,7 @@ def test_an_alias_moved_by_hand_names_both_versions_and_the_way_back():
     why = unrecorded_move("1", "3", move_in_progress=False)
     assert why is not None
     assert "points at v1" in why and "made v3 the champion" in why
-    assert "v3 goes on serving until the alias is set back to v3 or v1 is promoted through airloop" in why
+    assert why.endswith("v3 goes on serving until the alias is set back to v3")
 
 
 def test_an_alias_set_before_any_recorded_promotion_or_removed_is_unrecorded_too():
