@@ -1,7 +1,7 @@
 """The ingestion stage: validate a landed partition, then load it or quarantine it.
 
 :func:`ingest_partition` validates and loads a passed partition in one call, reading its files once (what the
-ingest DAG's ``ingest_batch`` task runs); :func:`validate_partition` and :func:`load_partition` are the two halves.
+ingest DAG's ``ingest_batch`` task runs); :func:`quarantine_partition` keeps a failed one.
 Each step takes the model's context and hands on a typed contract (:class:`~airloop.core.contracts.Verdict`,
 :class:`~airloop.core.contracts.Loaded`, :class:`~airloop.core.contracts.Quarantined`).
 """
@@ -27,11 +27,6 @@ from airloop.store.schema import batches_table
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def validate_partition(ctx: ModelContext, partition: str) -> Verdict:
-    """Check a landed partition against the model's contract: files first, then the Great Expectations suite."""
-    return _validated(ctx, partition)[0]
 
 
 def ingest_partition(
@@ -78,20 +73,6 @@ def _validated(ctx: ModelContext, partition: str) -> tuple[Verdict, pd.DataFrame
         failures=outcome.failures,
     )
     return verdict, frame
-
-
-def load_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = None) -> Loaded:
-    """Write a validated partition to the warehouse, replacing any earlier load of it, and record it."""
-    spec = ctx.spec
-    if not verdict.passed:
-        raise ValueError(
-            f"partition {verdict.partition} of {spec.name} did not pass validation: {verdict.reason}"
-        )
-    landed = _unchanged_since_validation(ctx, verdict)
-    frame, problems = read_partition(spec, landed)
-    if problems or frame is None:
-        raise SourceError(f"partition {verdict.partition} of {spec.name}: {'; '.join(problems)}")
-    return _load_frame(ctx, verdict, frame, run_id)
 
 
 def _load_frame(ctx: ModelContext, verdict: Verdict, frame: pd.DataFrame, run_id: str | None) -> Loaded:
