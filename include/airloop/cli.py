@@ -11,12 +11,13 @@ import time
 from datetime import date
 
 from airloop.core.errors import AirloopError
-from airloop.core.settings import load_settings
+from airloop.core.settings import Settings, load_settings
 from airloop.local.demo.driver import AirflowApi
 from airloop.local.demo.followers import Follower
 from airloop.local.demo.months import format_table
 from airloop.local.demo.replay import replay
 from airloop.local.demo.year import YearReplay, fresh_home
+from airloop.local.env import mlflow_login
 from airloop.local.stack import Stack
 from airloop.model.context import ModelContext, load_model_specs
 from airloop.model.task import primary_metric
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     _fail_fast_on_mlflow()
-    ctx = ModelContext.load(args.model, load_settings())
+    ctx = ModelContext.load(args.model, _signed_in(load_settings()))
     result = warehouse_status(ctx) if args.no_registry else full_status(ctx)
     print(json.dumps(result, indent=2, default=str) if args.json else format_status(result))
     return 0
@@ -87,7 +88,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     _fail_fast_on_mlflow()
-    ctx = ModelContext.load(args.model, load_settings())
+    ctx = ModelContext.load(args.model, _signed_in(load_settings()))
     result = promote_version(ctx, args.version, force=args.force, reason=args.reason)
     print(json.dumps(result.to_json(), indent=2))
     return 0 if result.promoted else 1
@@ -95,9 +96,18 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     _fail_fast_on_mlflow()
-    result = rollback(ModelContext.load(args.model, load_settings()), reason=args.reason)
+    result = rollback(ModelContext.load(args.model, _signed_in(load_settings())), reason=args.reason)
     print(json.dumps(result.to_json(), indent=2))
     return 0
+
+
+def _signed_in(settings: Settings) -> Settings:
+    """Sign this process in to MLflow (its client reads the login from the environment) as the service user,
+    unless ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` are set: promote and rollback move the champion alias,
+    which only the service user may do."""
+    for key, value in mlflow_login(settings, os.environ).items():
+        os.environ.setdefault(key, value)
+    return settings
 
 
 def _fail_fast_on_mlflow() -> None:
@@ -132,6 +142,7 @@ def _demo(args: argparse.Namespace) -> int:
         for line in stack.banner():
             print(line)
         api = AirflowApi(stack.airflow_url, "admin", stack.passwords["admin"])
+        _signed_in(config)  # the tables read the champions from MLflow
         ctx = ModelContext.load(model, config)
         # The shipped models chained on flights_delay follow its year on their own cadence.
         followers = [

@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from airloop.core.settings import Settings, load_settings
-from airloop.local.env import isolated_env
+from airloop.local.env import MLFLOW_LOGIN_KEYS, isolated_env
 from airloop.local.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -289,7 +289,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
     running.start()
     try:
         e2e = E2EStack(running, ADMIN, base["AIRLOOP_PASSWORD_ADMIN"], dags_dir)
-        yield e2e
+        # The tests read the registry as airloop's commands do: signed in to MLflow as the service user.
+        with pytest.MonkeyPatch.context() as patch:
+            for key in MLFLOW_LOGIN_KEYS:
+                patch.setenv(key, running.env[key])
+            yield e2e
         e2e.client.close()
     finally:
         tree = [p for pid in running.pids().values() for p in _with_descendants(pid)]

@@ -115,10 +115,20 @@ def test_airflow_ui_lists_airloops_dags_after_login(stack, browser, tmp_path):
     page.close()
 
 
-def test_mlflow_ui_answers(stack, browser):
-    page = browser.new_page()
+def test_mlflow_ui_asks_for_a_login_and_shows_the_experiments_to_a_person(stack, browser):
+    from playwright.sync_api import Error as PlaywrightError
+
+    anonymous = browser.new_page()
+    # Headless Chromium has no one to ask for the Basic login the server demands: the page does not load.
+    with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+        anonymous.goto(stack.mlflow_url + "/#/experiments", wait_until="domcontentloaded", timeout=60_000)
+    assert anonymous.request.get(stack.mlflow_url + "/").status == 401
+    anonymous.close()
+    # A person's login is their Airflow one (read-only in MLflow).
+    context = browser.new_context(http_credentials={"username": stack.username, "password": stack.password})
+    page = context.new_page()
     # MLflow's UI polls its server: "network idle" may never come, so wait for what it renders instead.
     page.goto(stack.mlflow_url + "/#/experiments", wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector("text=Experiments", timeout=60_000)
     assert "MLflow" in page.title()
-    page.close()
+    context.close()

@@ -60,6 +60,11 @@ with DAG(dag_id="e2e_smoke", schedule=None, start_date=datetime(2024, 1, 1), tag
         return {
             "env": {k: os.environ.get(k) for k in ("AIRLOOP_HOME", "AIRLOOP_WAREHOUSE_URL", "MLFLOW_TRACKING_URI")},
             "passwords_in_env": sorted(k for k in os.environ if k.startswith("AIRLOOP_PASSWORD_")),
+            "mlflow_server_only": sorted(
+                k for k in os.environ if k.startswith(("MLFLOW_BACKEND", "MLFLOW_AUTH", "MLFLOW_FLASK"))
+            ),
+            "mlflow_user": os.environ.get("MLFLOW_TRACKING_USERNAME"),
+            "umask": oct(os.umask(0o077)),
             "smtp": [smtp.host, smtp.port],
         }
 
@@ -136,11 +141,48 @@ def test_login_works_and_a_wrong_password_is_refused(stack) -> None:
     assert httpx.get(f"{stack.base_url}/api/v2/dags").status_code == 401  # no token, no API
 
 
-def test_mlflow_server_answers(stack) -> None:
+def test_mlflow_answers_only_a_login_and_people_read_only(stack) -> None:
     assert httpx.get(f"{stack.mlflow_url}/health").status_code == 200
-    found = httpx.post(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search", json={"max_results": 10})
+    search = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search"
+    assert httpx.post(search, json={"max_results": 10}).status_code == 401
+    # People sign in with their Airflow login; they read, and cannot make what airloop owns.
+    person = (stack.username, stack.password)
+    found = httpx.post(search, json={"max_results": 10}, auth=person)
     assert found.status_code == 200, found.text
+    refused = httpx.post(
+        f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": "flights_delay", "alias": "champion", "version": "1"},
+        auth=person,
+    )
+    assert refused.status_code in (403, 404), refused.text
+    service = (stack.env["MLFLOW_TRACKING_USERNAME"], stack.env["MLFLOW_TRACKING_PASSWORD"])
+    assert httpx.post(search, json={"max_results": 10}, auth=service).status_code == 200
     assert stack.env["MLFLOW_TRACKING_URI"] == stack.mlflow_url
+
+
+def test_no_secret_is_on_a_command_line_and_the_state_folder_is_private(stack) -> None:
+    home = stack.settings.home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    auth_config = home / "mlflow" / "auth.ini"
+    assert stat.S_IMODE(auth_config.stat().st_mode) == 0o600
+    secrets = [
+        stack.password,
+        stack.env["MLFLOW_TRACKING_PASSWORD"],
+        stack.env["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+        stack.env["AIRFLOW__API_AUTH__JWT_SECRET"],
+        stack.env["AIRFLOW__CORE__FERNET_KEY"],
+        stack.settings.warehouse_url,
+        stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+    ]
+    for pid in stack.stack.pids().values():
+        for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+            try:
+                line = " ".join(proc.cmdline())
+            except psutil.NoSuchProcess:
+                continue
+            assert not [s for s in secrets if s in line], (
+                f"a secret on the command line of {proc.pid}: {line}"
+            )
 
 
 def test_passwords_file_is_private_and_holds_the_given_password(stack) -> None:
@@ -169,6 +211,9 @@ def test_tasks_see_the_settings_and_alert_through_the_catcher(stack, smoke_dags)
     assert seen["env"]["AIRLOOP_WAREHOUSE_URL"] == stack.settings.warehouse_url
     assert seen["env"]["MLFLOW_TRACKING_URI"] == stack.mlflow_url
     assert seen["passwords_in_env"] == []
+    assert seen["mlflow_server_only"] == [], "the MLflow server's stores and admin login stay with it"
+    assert seen["mlflow_user"] == stack.env["MLFLOW_TRACKING_USERNAME"]
+    assert seen["umask"] == "0o77", "what tasks write is their owner's only"
     catcher = json.loads(stack.env["AIRFLOW_CONN_AIRLOOP_SMTP"])
     assert seen["smtp"] == [catcher["host"], catcher["port"]]
     [mail] = [m for m in (stack.catcher_dir / "email").glob("*.eml") if b"e2e smoke" in m.read_bytes()]

@@ -34,6 +34,8 @@ class Settings:
     warehouse_url: str
     mlflow_tracking_uri: str
     mlflow_backend_uri: str
+    #: The MLflow server's users and permissions (its basic-auth app's database).
+    mlflow_auth_uri: str
     mlflow_artifacts_dir: Path
     landing_dir: Path
     quarantine_dir: Path
@@ -68,6 +70,7 @@ _FIELDS = {
     "warehouse_url": str,
     "mlflow_tracking_uri": str,
     "mlflow_backend_uri": str,
+    "mlflow_auth_uri": str,
     "mlflow_artifacts_dir": str,
     "landing_dir": str,
     "quarantine_dir": str,
@@ -80,7 +83,10 @@ _FIELDS = {
     "alert_outbox_schedule": str,
 }
 #: Settings a settings file written before they existed may leave out.
-_DEFAULTS = {"alert_outbox_schedule": "*/10 * * * *"}
+_DEFAULTS = {
+    "alert_outbox_schedule": "*/10 * * * *",
+    "mlflow_auth_uri": "sqlite:///{home}/mlflow/auth.db",
+}
 
 
 def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -122,6 +128,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
             "{mlflow_port}", str(values["mlflow_port"])
         ),
         mlflow_backend_uri=values["mlflow_backend_uri"].replace("{home}", str(home)),
+        mlflow_auth_uri=values["mlflow_auth_uri"].replace("{home}", str(home)),
         mlflow_artifacts_dir=path_of("mlflow_artifacts_dir"),
         landing_dir=path_of("landing_dir"),
         quarantine_dir=path_of("quarantine_dir"),

@@ -25,9 +25,11 @@ SERVERS = {"api-server", "mlflow"}
 def stack_components(settings: Settings, env: Mapping[str, str]) -> list[Component]:
     """MLflow first (it does not need Airflow's metadata DB, so it starts while the DB migrates), then Airflow."""
     s = settings
+    # Its stores' URLs come through the environment (MLFLOW_BACKEND_STORE_URI, MLFLOW_AUTH_CONFIG_PATH), not the
+    # command line: `ps` shows a command line to every user of the machine.
     mlflow = [
         "mlflow", "server",
-        "--backend-store-uri", s.mlflow_backend_uri,
+        "--app-name", "basic-auth",
         "--artifacts-destination", str(s.mlflow_artifacts_dir),
         "--host", "127.0.0.1", "--port", str(s.mlflow_port),
         # One worker process: the default four cost ~8 s of CPU to start on 2 cores, and the handful of

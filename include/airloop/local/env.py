@@ -26,6 +26,20 @@ WORKER_LOG_PORT_OFFSET = 713
 TRIGGER_LOG_PORT_OFFSET = 714
 
 _PASSWORD_PREFIX = "AIRLOOP_PASSWORD_"
+#: The MLflow user airloop's tasks and commands sign in as, unless ``MLFLOW_TRACKING_USERNAME`` names another: the
+#: MLflow server's admin, the one identity that may change registered models and move their aliases.
+MLFLOW_SERVICE_USER = "airloop"
+#: What only the MLflow server needs (its stores' URLs, its own secret key, its admin's login): kept out of the
+#: other components' environment, and so out of every task's.
+MLFLOW_SERVER_ONLY = (
+    "MLFLOW_BACKEND_STORE_URI",
+    "MLFLOW_AUTH_CONFIG_PATH",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MLFLOW_AUTH_ADMIN_USERNAME",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+)
+#: How airloop's tasks and commands sign in to MLflow (the client reads these).
+MLFLOW_LOGIN_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 #: Where Airflow takes ``sqlite3.connect``'s arguments for its metadata DB (sync and async engines).
 SQLITE_CONNECT_ARGS_KEYS = (
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
@@ -45,7 +59,8 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     ``{home}/airflow`` unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set), executor, secrets and tuning.
 
     The first call for a home creates ``{home}/airflow-secrets.json`` (mode 0600) with the JWT secret, API secret
-    key and Fernet key that all components must share; their values are never reported.
+    key and Fernet key that all components must share, the MLflow service user's password and the MLflow server's
+    secret key; their values are never reported. Tasks sign in to MLflow as :data:`MLFLOW_SERVICE_USER`.
     """
     env = dict(os.environ if base is None else base)
     airflow_home = settings.home / "airflow"
@@ -83,6 +98,8 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // settings.parallelism)),
         # The warehouse as an Airflow connection: what chained models' SQL sources name (source.conn_id).
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse_connection(settings.warehouse_url),
+        # Tasks sign in to MLflow as the service user (its password: MLFLOW_TRACKING_PASSWORD, else generated).
+        "MLFLOW_TRACKING_USERNAME": MLFLOW_SERVICE_USER,
     }
     if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
         # The default SQLite metadata DB: wait for its write lock instead of failing after sqlite3's 5 s (the API
@@ -112,6 +129,10 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_log_port(port, WORKER_LOG_PORT_OFFSET)),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_log_port(port, TRIGGER_LOG_PORT_OFFSET)),
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            # The MLflow server's stores through its environment, not its command line (which `ps` shows to
+            # every user): a PostgreSQL URL holds a password. :func:`component_env` gives them to MLflow only.
+            "MLFLOW_BACKEND_STORE_URI": settings.mlflow_backend_uri,
+            "MLFLOW_AUTH_CONFIG_PATH": str(mlflow_auth_config(settings)),
             # The venv's bin first: components and task subprocesses start `airflow`, `mlflow` by bare name.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),
         }
@@ -127,9 +148,19 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
 
 #: The connection id the local stack gives the warehouse, unless the environment defines it.
 def component_env(component: str, env: Mapping[str, str]) -> dict[str, str]:
-    """The environment ``component`` runs with: the stack's, except that on the default SQLite metadata DB the API
-    server gives up waiting for the write lock after 5 s, not 60 (:mod:`airloop.local.sqlite_metadata` says why)."""
+    """The environment ``component`` runs with: the stack's, except that
+
+    - what only the MLflow server needs (:data:`MLFLOW_SERVER_ONLY`) reaches the MLflow server only, which makes
+      the service user its admin on first start;
+    - on the default SQLite metadata DB the API server gives up waiting for the write lock after 5 s, not 60
+      (:mod:`airloop.local.sqlite_metadata` says why)."""
     own = dict(env)
+    if component == "mlflow":
+        own["MLFLOW_AUTH_ADMIN_USERNAME"] = own["MLFLOW_TRACKING_USERNAME"]
+        own["MLFLOW_AUTH_ADMIN_PASSWORD"] = own["MLFLOW_TRACKING_PASSWORD"]
+    else:
+        for key in MLFLOW_SERVER_ONLY:
+            own.pop(key, None)
     if component == "api-server":
         for key in SQLITE_CONNECT_ARGS_KEYS:
             if own.get(key) == _SQLITE_CONNECT_ARGS:
@@ -210,23 +241,71 @@ def write_passwords(settings: Settings, env: Mapping[str, str]) -> dict[str, str
     return passwords
 
 
+def mlflow_auth_config(settings: Settings) -> Path:
+    """The MLflow server's basic-auth configuration (mode 0600: a PostgreSQL URL in it holds a password)."""
+    return settings.home / "mlflow" / "auth.ini"
+
+
+def write_mlflow_auth_config(settings: Settings) -> Path:
+    """Write :func:`mlflow_auth_config`: every signed-in user may read everything (``READ``); changing a
+    registered model or its aliases takes a permission only its creator (the service user) and admins hold. No
+    admin password is written: the server takes it from its environment (:func:`component_env`)."""
+    lines = [
+        "[mlflow]",
+        "default_permission = READ",
+        # configparser's interpolation reads "%" as a reference: a URL-encoded password must keep its "%".
+        f"database_uri = {settings.mlflow_auth_uri.replace('%', '%%')}",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access = false",
+    ]
+    return write_private(mlflow_auth_config(settings), "\n".join(lines) + "\n")
+
+
+def mlflow_login(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """How a command signs in to the stack's MLflow: ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` from ``env`` when
+    set, else the service user with the password the stack generated (read, never created, here); ``{}`` when
+    there is none (no stack has run in this home)."""
+    password = env.get("MLFLOW_TRACKING_PASSWORD") or _stored_secrets(settings.home).get(
+        _SECRET_KEYS["MLFLOW_TRACKING_PASSWORD"]
+    )
+    if not password:
+        return {}
+    return {
+        "MLFLOW_TRACKING_USERNAME": env.get("MLFLOW_TRACKING_USERNAME") or MLFLOW_SERVICE_USER,
+        "MLFLOW_TRACKING_PASSWORD": password,
+    }
+
+
 _SECRET_KEYS = {
     "AIRFLOW__API_AUTH__JWT_SECRET": "jwt_secret",
     "AIRFLOW__API__SECRET_KEY": "api_secret_key",
     "AIRFLOW__CORE__FERNET_KEY": "fernet_key",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow_service_password",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow_secret_key",
 }
 
 
-def _shared_secrets(home: Path) -> dict[str, str]:
-    path = home / "airflow-secrets.json"
+def _secrets_file(home: Path) -> Path:
+    return home / "airflow-secrets.json"
+
+
+def _stored_secrets(home: Path) -> dict[str, str]:
     try:
-        stored: dict[str, str] = json.loads(path.read_text())
+        stored: dict[str, str] = json.loads(_secrets_file(home).read_text())
     except FileNotFoundError:
-        stored = {}
+        return {}
+    return stored
+
+
+def _shared_secrets(home: Path) -> dict[str, str]:
+    path = _secrets_file(home)
+    stored = _stored_secrets(home)
     wanted = {
         "jwt_secret": lambda: secrets.token_urlsafe(32),
         "api_secret_key": lambda: secrets.token_urlsafe(32),
         "fernet_key": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "mlflow_service_password": lambda: secrets.token_urlsafe(24),
+        "mlflow_secret_key": lambda: secrets.token_urlsafe(32),
     }
     missing = [name for name in wanted if name not in stored]
     if missing:

@@ -44,9 +44,11 @@ from airloop.local.env import (
     passwords_file,
     port_free,
     stack_env,
+    write_mlflow_auth_config,
     write_passwords,
 )
 from airloop.local.health import airflow_problem, migrate_metadata, mlflow_problem
+from airloop.local.mlflow_users import sync_readers
 from airloop.local.processes import (
     StackError,
     describe,
@@ -151,8 +153,14 @@ class Stack:
             return {run.component.name: len(run.restarts) for run in self._running}
 
     def prepare(self) -> None:
-        """Make the folders and the passwords file; safe to repeat."""
+        """Make the folders, the passwords file and MLflow's auth configuration; safe to repeat.
+
+        The state folder is its owner's only (mode 0700): it holds quarantined data, reports, models and the
+        files with secrets. Components run with umask 077, so what they and their tasks write is private too.
+        """
         s = self.settings
+        s.home.mkdir(parents=True, exist_ok=True)
+        s.home.chmod(0o700)
         for folder in (
             s.home / "airflow",
             self.logs_dir,
@@ -162,10 +170,11 @@ class Stack:
             s.mlflow_artifacts_dir,
         ):
             folder.mkdir(parents=True, exist_ok=True)
-        mlflow_db = _sqlite_path(s.mlflow_backend_uri)
-        if mlflow_db is not None:
-            mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+        for url in (s.mlflow_backend_uri, s.mlflow_auth_uri):
+            if (database := _sqlite_path(url)) is not None:
+                database.parent.mkdir(parents=True, exist_ok=True)
         self.passwords = write_passwords(s, self._base_env)
+        write_mlflow_auth_config(s)
 
     def start(self) -> None:
         """Prepare, migrate the metadata DB, start every component and wait until all are healthy.
@@ -176,7 +185,11 @@ class Stack:
             raise StackError("the stack is already running")
         self._take_lock()
         self._catch_sigterm()
-        urls = (self.settings.mlflow_backend_uri, self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        urls = (
+            self.settings.mlflow_backend_uri,
+            self.settings.mlflow_auth_uri,
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        )
         new_databases = [path for url in urls if (path := _sqlite_path(url)) and not path.exists()]
         try:
             self.prepare()
@@ -191,6 +204,13 @@ class Stack:
             for component in airflow:
                 self._launch(component)
             self._wait_healthy(deadline=started + self.timeout)
+            created = sync_readers(
+                self.mlflow_url,
+                (self.env["MLFLOW_TRACKING_USERNAME"], self.env["MLFLOW_TRACKING_PASSWORD"]),
+                self.passwords,
+            )
+            if created:
+                self.report(f"MLflow read-only accounts created: {', '.join(created)}")
             self.startup_seconds = time.monotonic() - started
             self.report(f"stack healthy in {self.startup_seconds:.1f} s")
             self._stopping.clear()
@@ -305,7 +325,8 @@ class Stack:
                 logins.append(f"{user} / {self.passwords.get(user, '?')} ({role})")
         lines = [
             f"Airflow UI   {self.airflow_url}   metadata DB {_masked(self.env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
-            f"MLflow UI    {self.mlflow_url}",
+            f"MLflow UI    {self.mlflow_url}   (the same logins, read-only; tasks sign in as "
+            f"{self.env['MLFLOW_TRACKING_USERNAME']})",
             f"Login        {', '.join(logins)}; passwords in {passwords_file(s)}",
             f"Warehouse    {_masked(s.warehouse_url)}",
             f"Landing      {s.landing_dir}",
@@ -371,6 +392,7 @@ class Stack:
                     "PYTHONUNBUFFERED": "1",
                 },  # a crash's last lines reach the log
                 cwd=self.settings.home,
+                umask=0o077,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from airloop.local.env import WAREHOUSE_CONN_ID, component_env, stack_env, warehouse_connection
+from airloop.local.env import (
+    MLFLOW_SERVER_ONLY,
+    MLFLOW_SERVICE_USER,
+    WAREHOUSE_CONN_ID,
+    component_env,
+    mlflow_login,
+    stack_env,
+    warehouse_connection,
+    write_mlflow_auth_config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -84,7 +93,73 @@ def test_airflow_waits_a_minute_for_the_sqlite_metadata_db_lock_the_api_server_5
     api = component_env("api-server", env)
     out = subprocess.run([sys.executable, "-c", probe], env=api, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "5000"
-    assert component_env("scheduler", env) == env
+    assert component_env("scheduler", env) == {k: v for k, v in env.items() if k not in MLFLOW_SERVER_ONLY}
     postgres = stack_env(airloop_home, {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://u@h/airflow"})
     assert not [key for key in postgres if "CONNECT_ARGS" in key]
-    assert component_env("api-server", postgres) == postgres
+    assert component_env("api-server", postgres) == {
+        k: v for k, v in postgres.items() if k not in MLFLOW_SERVER_ONLY
+    }
+
+
+def test_only_the_mlflow_server_sees_its_stores_and_its_admin_login_and_none_is_on_a_command_line(
+    airloop_home,
+):
+    from airloop.local.components import stack_components
+
+    env = stack_env(airloop_home, {"PATH": "/usr/bin"})
+    mlflow = component_env("mlflow", env)
+    assert mlflow["MLFLOW_BACKEND_STORE_URI"] == airloop_home.mlflow_backend_uri
+    assert (mlflow["MLFLOW_AUTH_ADMIN_USERNAME"], mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"]) == (
+        MLFLOW_SERVICE_USER,
+        env["MLFLOW_TRACKING_PASSWORD"],
+    )
+    assert len(env["MLFLOW_TRACKING_PASSWORD"]) >= 24 and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        own = component_env(component, env)
+        assert not set(MLFLOW_SERVER_ONLY) & set(own), component
+        # Tasks sign in to MLflow as the service user.
+        assert own["MLFLOW_TRACKING_USERNAME"] == MLFLOW_SERVICE_USER
+        assert own["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_TRACKING_PASSWORD"]
+    argv = " ".join(arg for c in stack_components(airloop_home, env) for arg in c.argv)
+    assert "sqlite:" not in argv and airloop_home.mlflow_backend_uri not in argv
+    assert env["MLFLOW_TRACKING_PASSWORD"] not in argv
+    assert "--app-name basic-auth" in argv
+    again = stack_env(airloop_home, {"PATH": "/usr/bin"})
+    assert again["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_TRACKING_PASSWORD"], "generated once, then kept"
+
+
+def test_a_login_in_the_environment_wins_over_the_generated_one(airloop_home):
+    given = {"MLFLOW_TRACKING_USERNAME": "svc-airloop", "MLFLOW_TRACKING_PASSWORD": "from-a-vault-1234"}
+    env = stack_env(airloop_home, given)
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == tuple(given.values())
+    assert component_env("mlflow", env)["MLFLOW_AUTH_ADMIN_USERNAME"] == "svc-airloop"
+
+
+def test_a_command_signs_in_with_the_environment_or_the_stack_s_stored_login_and_creates_none(airloop_home):
+    assert mlflow_login(airloop_home, {}) == {}
+    assert not airloop_home.home.exists(), "reading the login creates no secrets file"
+    generated = stack_env(airloop_home, {})["MLFLOW_TRACKING_PASSWORD"]
+    assert mlflow_login(airloop_home, {}) == {
+        "MLFLOW_TRACKING_USERNAME": MLFLOW_SERVICE_USER,
+        "MLFLOW_TRACKING_PASSWORD": generated,
+    }
+    own = {"MLFLOW_TRACKING_USERNAME": "me", "MLFLOW_TRACKING_PASSWORD": "mine"}
+    assert mlflow_login(airloop_home, own) == own
+
+
+def test_mlflow_reads_the_auth_config_as_written_a_url_encoded_password_included(airloop_home, monkeypatch):
+    import dataclasses
+    import stat
+
+    from mlflow.server.auth.config import read_auth_config
+
+    url = "postgresql+psycopg2://mlflow:p%40ss%25word@db.internal:5432/mlflow_auth"
+    settings = dataclasses.replace(airloop_home, mlflow_auth_uri=url)
+    path = write_mlflow_auth_config(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    config = read_auth_config()
+    assert config.database_uri == url
+    assert config.default_permission == "READ"
+    assert config.admin_password is None, "the admin password is never written to the file"
