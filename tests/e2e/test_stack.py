@@ -77,6 +77,21 @@ with DAG(dag_id="e2e_daily", schedule="@daily", start_date=datetime(2024, 1, 1),
         return data_interval_start.isoformat()
 
     interval()
+
+with DAG(dag_id="e2e_running_log", schedule=None, start_date=datetime(2024, 1, 1), tags=["e2e"]):
+
+    @task
+    def hold(params=None) -> None:
+        import time
+        from pathlib import Path
+
+        print(f"holding for {params['marker']}", flush=True)
+        release = Path(os.environ["AIRLOOP_HOME"]) / params["marker"]
+        deadline = time.monotonic() + 120
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    hold()
 '''
 
 
@@ -85,6 +100,7 @@ def smoke_dags(stack) -> None:
     stack.add_dag("e2e_smoke.py", SMOKE_DAGS)
     stack.wait_for_dag("e2e_smoke")
     stack.wait_for_dag("e2e_daily")
+    stack.wait_for_dag("e2e_running_log")
 
 
 def test_sigterm_stops_every_process(tmp_path: Path, local_stack_env: dict[str, str]) -> None:
@@ -158,6 +174,42 @@ def test_mlflow_answers_only_a_login_and_people_read_only(stack) -> None:
     service = (stack.env["MLFLOW_TRACKING_USERNAME"], stack.env["MLFLOW_TRACKING_PASSWORD"])
     assert httpx.post(search, json={"max_results": 10}, auth=service).status_code == 200
     assert stack.env["MLFLOW_TRACKING_URI"] == stack.mlflow_url
+
+
+def test_every_server_of_the_stack_listens_on_loopback_only(stack) -> None:
+    tree = set()
+    for pid in stack.stack.pids().values():
+        tree |= {p.pid for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]}
+    listening = [
+        c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in tree
+    ]
+    ports = {c.laddr.port for c in listening}
+    log_port = int(stack.env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
+    assert {stack.settings.airflow_port, stack.settings.mlflow_port, log_port} <= ports, listening
+    assert {c.laddr.ip for c in listening} <= {"127.0.0.1", "::1"}, listening
+
+
+def test_a_running_task_s_log_is_served_by_the_loopback_log_server(stack, smoke_dags) -> None:
+    marker = f"release-{time.monotonic_ns()}"
+    run_id = stack.trigger("e2e_running_log", conf={"marker": marker})
+    route = f"/api/v2/dags/e2e_running_log/dagRuns/{quote(run_id)}/taskInstances/hold/logs/1"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            state = stack.task_states("e2e_running_log", run_id).get("hold")
+            if state == "running":
+                text = json.dumps(stack.api("GET", route))
+                if f"holding for {marker}" in text:
+                    break
+            assert state in (None, "scheduled", "queued", "running"), state
+            assert time.monotonic() < deadline, f"no log of the running task after 120 s: {state}"
+            time.sleep(0.5)
+        log_server = f"http://127.0.0.1:{stack.env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']}/"
+        assert log_server in text, f"the log did not come from the log server: {text[:2000]}"
+        assert "Could not read served logs" not in text, text[:2000]
+    finally:
+        (stack.settings.home / marker).touch()
+    assert stack.wait_for_run("e2e_running_log", run_id)["state"] == "success"
 
 
 def test_no_secret_is_on_a_command_line_and_the_state_folder_is_private(stack) -> None:

@@ -1,5 +1,5 @@
-"""What the local stack runs: Airflow's four components and the MLflow server, each a command and the ports it
-binds."""
+"""What the local stack runs: Airflow's four components, its log server and the MLflow server, each a command and
+the ports it binds (every one on loopback)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from airloop.core.settings import Settings
-from airloop.local.env import TRIGGER_LOG_PORT_OFFSET, WORKER_LOG_PORT_OFFSET
+from airloop.local.env import LOG_SERVER_PORT_OFFSET
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,13 @@ def stack_components(settings: Settings, env: Mapping[str, str]) -> list[Compone
         # concurrent requests a local stack makes are served by its thread pool.
         "--workers", "1",
     ]  # fmt: skip
-    worker_log = int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
-    trigger_log = int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"])
+    log_port = int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
+    # The scheduler's and the triggerer's own log servers bind every interface (Airflow 3.3 hard-codes it), so
+    # they are skipped; Airflow's log-server app runs instead under uvicorn on loopback, for both (same folder).
+    log_server = [
+        "python", "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
+        "--host", "127.0.0.1", "--port", str(log_port), "--no-access-log",
+    ]  # fmt: skip
     return [
         Component("mlflow", mlflow, {s.mlflow_port: "MLflow server (mlflow_port)"}),
         Component(
@@ -46,14 +51,11 @@ def stack_components(settings: Settings, env: Mapping[str, str]) -> list[Compone
             {s.airflow_port: "Airflow API server (airflow_port)"},
         ),
         Component(
-            "scheduler",
-            ["airflow", "scheduler"],
-            {worker_log: f"Airflow worker log server (airflow_port + {WORKER_LOG_PORT_OFFSET})"},
+            "log-server",
+            log_server,
+            {log_port: f"Airflow log server (airflow_port + {LOG_SERVER_PORT_OFFSET})"},
         ),
+        Component("scheduler", ["airflow", "scheduler", "--skip-serve-logs"], {}),
         Component("dag-processor", ["airflow", "dag-processor"], {}),
-        Component(
-            "triggerer",
-            ["airflow", "triggerer"],
-            {trigger_log: f"Airflow triggerer log server (airflow_port + {TRIGGER_LOG_PORT_OFFSET})"},
-        ),
+        Component("triggerer", ["airflow", "triggerer", "--skip-serve-logs"], {}),
     ]

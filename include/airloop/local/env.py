@@ -20,10 +20,8 @@ from airloop.core.files import write_private
 from airloop.core.settings import Settings
 from airloop.local.processes import StackError
 
-#: Airflow's own defaults (8793, 8794) for the default API port 8080; a second stack needs an API port at least
-#: two away from the first so that its log-server ports do not collide.
-WORKER_LOG_PORT_OFFSET = 713
-TRIGGER_LOG_PORT_OFFSET = 714
+#: The log server's port is the API port plus this: Airflow's own default (8793) for the default API port 8080.
+LOG_SERVER_PORT_OFFSET = 713
 
 _PASSWORD_PREFIX = "AIRLOOP_PASSWORD_"
 #: The MLflow user airloop's tasks and commands sign in as, unless ``MLFLOW_TRACKING_USERNAME`` names another: the
@@ -126,8 +124,12 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": base_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_log_port(port, WORKER_LOG_PORT_OFFSET)),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_log_port(port, TRIGGER_LOG_PORT_OFFSET)),
+            # One log server on loopback serves the running tasks' and the triggerer's logs (Airflow's own
+            # binds every interface: :func:`airloop.local.components.stack_components`), reached by a loopback
+            # host name recorded on each task instance and triggerer job.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_log_port(port)),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_log_port(port)),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airloop.local.loopback.hostname",
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             # The MLflow server's stores through its environment, not its command line (which `ps` shows to
             # every user): a PostgreSQL URL holds a password. :func:`component_env` gives them to MLflow only.
@@ -315,10 +317,12 @@ def _shared_secrets(home: Path) -> dict[str, str]:
     return stored
 
 
-def _log_port(port: int, offset: int) -> int:
-    if port + offset > 65535:
-        raise ConfigError(f"airflow_port {port} is too high: its log servers use airflow_port + {offset}")
-    return port + offset
+def _log_port(port: int) -> int:
+    if port + LOG_SERVER_PORT_OFFSET > 65535:
+        raise ConfigError(
+            f"airflow_port {port} is too high: its log server uses airflow_port + {LOG_SERVER_PORT_OFFSET}"
+        )
+    return port + LOG_SERVER_PORT_OFFSET
 
 
 def isolated_env(home: Path, root: Path, **overrides: str) -> dict[str, str]:
@@ -345,13 +349,12 @@ def free_port() -> int:
 
 
 def free_airflow_port() -> int:
-    """A free port for the Airflow API whose derived log-server ports are free too."""
+    """A free port for the Airflow API whose derived log-server port is free too."""
     for _ in range(50):
         port = free_port()
-        derived = [port + WORKER_LOG_PORT_OFFSET, port + TRIGGER_LOG_PORT_OFFSET]
-        if max(derived) <= 65535 and all(port_free(p) for p in derived):
+        if port + LOG_SERVER_PORT_OFFSET <= 65535 and port_free(port + LOG_SERVER_PORT_OFFSET):
             return port
-    raise StackError("no free port block for the Airflow API and its log servers")
+    raise StackError("no free port pair for the Airflow API and its log server")
 
 
 def port_free(port: int) -> bool:

@@ -1,4 +1,5 @@
-"""Whether the local stack's components are up: Airflow's metadata DB migrated, MLflow and Airflow healthy."""
+"""Whether the local stack's components are up: Airflow's metadata DB migrated, MLflow, Airflow and its log server
+healthy."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ def mlflow_problem(url: str) -> str | None:
     """What is wrong with the MLflow server at ``url`` (``None``: healthy)."""
     status, _body = http_get(f"{url}/health")
     return None if status == 200 else "mlflow: /health does not answer"
+
+
+def log_server_problem(url: str) -> str | None:
+    """Whether the log server at ``url`` answers (it refuses a request without Airflow's signed token: fine)."""
+    status, _body = http_get(url)
+    return None if status else "log-server: does not answer"
 
 
 def airflow_problem(url: str) -> str | None:

@@ -1,4 +1,5 @@
-"""The local stack behind ``airloop up``: Airflow's four components, the MLflow server and the alert catcher.
+"""The local stack behind ``airloop up``: Airflow's four components and its log server, the MLflow server and the
+alert catcher.
 
 Airflow's components and MLflow are child processes, each in its own session (so a Ctrl-C in the terminal reaches
 only ``airloop``, which then stops them and everything they started) with its output in
@@ -47,7 +48,7 @@ from airloop.local.env import (
     write_mlflow_auth_config,
     write_passwords,
 )
-from airloop.local.health import airflow_problem, migrate_metadata, mlflow_problem
+from airloop.local.health import airflow_problem, log_server_problem, migrate_metadata, mlflow_problem
 from airloop.local.mlflow_users import sync_readers
 from airloop.local.processes import (
     StackError,
@@ -468,6 +469,9 @@ class Stack:
         checks: dict[str, Callable[[], str | None]] = {
             "mlflow": lambda: mlflow_problem(self.mlflow_url),
             "airflow": lambda: airflow_problem(self.airflow_url),
+            "log-server": lambda: log_server_problem(
+                f"http://127.0.0.1:{self.env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']}/"
+            ),
         }
         while True:
             for run in self._running:
