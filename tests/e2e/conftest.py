@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ PG_ADMIN_URL = os.environ.get("AIRLOOP_TEST_PG", "postgresql+psycopg2://postgres
 E2E_BUNDLE = "e2e-dags"
 #: Admin login of the test stacks.
 ADMIN = "admin"
+#: The session stack's other users: a viewer and an operator (Airflow's Viewer and Op roles).
+VIEWER = "vera"
+OPERATOR = "otto"
 
 _FINISHED = {"success", "failed"}
 
@@ -98,15 +102,21 @@ class E2EStack:
     password: str
     #: The folder of the extra DAG bundle (:data:`E2E_BUNDLE`).
     dags_dir: Path
+    #: The other users' passwords (:data:`VIEWER`, :data:`OPERATOR`).
+    logins: dict[str, str] = field(default_factory=dict)
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.base_url, timeout=30)
-        response = self.client.post(
-            "/auth/token", json={"username": self.username, "password": self.password}
-        )
-        assert response.status_code == 201, f"login as {self.username} failed: {response.text}"
-        self.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        self.client = self.client_as(self.username, self.password)
+
+    def client_as(self, username: str, password: str | None = None) -> httpx.Client:
+        """A REST client signed in as ``username`` (its password from :attr:`logins` unless given)."""
+        client = httpx.Client(base_url=self.base_url, timeout=30)
+        password = self.logins[username] if password is None else password
+        response = client.post("/auth/token", json={"username": username, "password": password})
+        assert response.status_code == 201, f"login as {username} failed: {response.text}"
+        client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        return client
 
     @property
     def settings(self) -> Settings:
@@ -284,11 +294,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
         # Retries are what the fault tests exercise, not their waits: Airflow's own cap on a retry's delay
         # (10-80 s with the DAGs' exponential backoff) brought down to 5 s on the test stack.
         AIRFLOW__CORE__MAX_TASK_RETRY_DELAY="5",
+        AIRLOOP_AIRFLOW_USERS=f"{ADMIN}:admin,{VIEWER}:viewer,{OPERATOR}:op",
+        AIRLOOP_PASSWORD_VERA=secrets.token_urlsafe(12),
+        AIRLOOP_PASSWORD_OTTO=secrets.token_urlsafe(12),
     )
     running = Stack(load_settings(env=base), base_env=base, report=lambda line: print(f"[stack] {line}"))
     running.start()
     try:
         e2e = E2EStack(running, ADMIN, base["AIRLOOP_PASSWORD_ADMIN"], dags_dir)
+        e2e.logins = {user: running.passwords[user] for user in (VIEWER, OPERATOR)}
         # The tests read the registry as airloop's commands do: signed in to MLflow as the service user.
         with pytest.MonkeyPatch.context() as patch:
             for key in MLFLOW_LOGIN_KEYS:
@@ -356,3 +370,32 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+ROLES_DAG_ID = "e2e_roles"
+ROLES_DAG = f'''
+"""An approval a person must give, and a task before it: what the role tests act on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, task
+
+with DAG(dag_id="{ROLES_DAG_ID}", schedule=None, start_date=datetime(2024, 1, 1), tags=["e2e"]):
+
+    @task
+    def prepare() -> str:
+        return "ready"
+
+    prepare() >> ApprovalOperator(task_id="approve", subject="Go on?")
+'''
+
+
+@pytest.fixture(scope="session")
+def roles_dag(stack: E2EStack) -> None:
+    """:data:`ROLES_DAG_ID` in the e2e bundle, parsed and unpaused."""
+    stack.add_dag("e2e_roles.py", ROLES_DAG)
+    stack.wait_for_dag(ROLES_DAG_ID)
+    stack.unpause(ROLES_DAG_ID)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import OPERATOR, ROLES_DAG_ID, VIEWER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -38,17 +39,27 @@ def browser():
         browser.close()
 
 
-def _login(page, stack, password: str):
-    """Fill in and submit the login form; the answer to the token request it makes (once it has come)."""
-    page.goto(stack.base_url + "/", wait_until="networkidle")
-    page.wait_for_selector("input[name=username]", timeout=30_000)
-    page.fill("input[name=username]", stack.username)
+def _login(page, stack, password: str, username: str | None = None) -> None:
+    """Fill in and submit Airflow's login form (the FAB auth manager's)."""
+    page.goto(stack.base_url + "/auth/login/", wait_until="networkidle")
+    page.fill("input[name=username]", username or stack.username)
     page.fill("input[name=password]", password)
-    with page.expect_response(
-        lambda r: r.url.split("?")[0].endswith("/auth/token") and r.request.method == "POST", timeout=30_000
-    ) as answer:
-        page.click("button[type=submit]")
-    return answer.value
+    page.click("input[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def _logged_in(page, stack, username: str, password: str) -> None:
+    """Log in and fail the test unless the UI let us in, with the session's token set."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    _login(page, stack, password, username)
+    try:
+        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    except PlaywrightTimeout:
+        pytest.fail(
+            f"login as {username} did not complete: still on {page.url}; the page says: {_page_error(page)}"
+        )
+    assert [c for c in page.context.cookies() if c["name"] == "_token"], page.context.cookies()
 
 
 def _page_error(page) -> str:
@@ -75,14 +86,21 @@ def _wait_visible(page, text: str, timeout: float) -> None:
         )
 
 
+def test_airflow_ui_sends_an_anonymous_visitor_to_the_login_form(stack, browser):
+    page = browser.new_page()
+    page.goto(stack.base_url + "/dags", wait_until="domcontentloaded")
+    page.wait_for_url(lambda url: "/auth/login" in url, timeout=30_000)
+    assert page.locator("input[name=password]").is_visible()
+    page.close()
+
+
 def test_airflow_ui_refuses_a_wrong_password(stack, browser):
     from playwright.sync_api import expect
 
     page = browser.new_page()
-    answer = _login(page, stack, "not-the-password")
-    assert answer.status == 401, f"{answer.status} {answer.text()}"
+    _login(page, stack, "not-the-password")
     # The form shows the server's refusal and stays: no token, no way in.
-    expect(page.get_by_text("Invalid credentials")).to_be_visible(timeout=10_000)
+    expect(page.get_by_text("Invalid login")).to_be_visible(timeout=10_000)
     assert "/auth/login" in page.url
     expect(page.locator("input[name=password]")).to_be_visible()
     assert not [c for c in page.context.cookies() if c["name"] == "_token"]
@@ -90,20 +108,9 @@ def test_airflow_ui_refuses_a_wrong_password(stack, browser):
 
 
 def test_airflow_ui_lists_airloops_dags_after_login(stack, browser, tmp_path):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     page = browser.new_page()
-    answer = _login(page, stack, stack.password)
-    assert answer.status == 201, (
-        f"login refused: {answer.status} {answer.text()}; the page says: {_page_error(page)}"
-    )
-    # Login completed: the page left the login form, with the session's token set...
-    try:
-        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
-    except PlaywrightTimeout:
-        pytest.fail(f"login did not complete: still on {page.url}; the page says: {_page_error(page)}")
-    assert [c for c in page.context.cookies() if c["name"] == "_token"], page.context.cookies()
-    # ... and the UI shows what only a logged-in user sees: airloop's DAGs, then one DAG's tasks.
+    _logged_in(page, stack, stack.username, stack.password)
+    # The UI shows what only a logged-in user sees: airloop's DAGs, then one DAG's tasks.
     page.goto(stack.base_url + "/dags", wait_until="networkidle")
     assert "/auth/login" not in page.url, f"sent back to the login form: {page.url}"
     for stage in ("ingest", "train", "score", "monitor", "retrain"):
@@ -132,3 +139,42 @@ def test_mlflow_ui_asks_for_a_login_and_shows_the_experiments_to_a_person(stack,
     page.wait_for_selector("text=Experiments", timeout=60_000)
     assert "MLflow" in page.title()
     context.close()
+
+
+def _trigger_in_the_ui(page, stack, dag_id: str):
+    """Open the DAG's page, press Trigger and confirm in the dialog; the answer to the request the UI made."""
+    page.goto(f"{stack.base_url}/dags/{dag_id}", wait_until="networkidle")
+    page.get_by_role("button", name="Trigger Dag").click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for(timeout=30_000)
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.split("?")[0].endswith(f"/dags/{dag_id}/dagRuns"),
+        timeout=30_000,
+    ) as answer:
+        dialog.get_by_role("button", name="Trigger", exact=True).last.click()
+    return answer.value
+
+
+def test_a_viewer_is_refused_a_trigger_in_the_ui_and_an_operator_is_not(stack, browser, roles_dag):
+    from playwright.sync_api import expect
+
+    runs = f"/api/v2/dags/{ROLES_DAG_ID}/dagRuns"
+    before = stack.api("GET", runs)["total_entries"]
+    viewer = browser.new_context().new_page()
+    _logged_in(viewer, stack, VIEWER, stack.logins[VIEWER])
+    # No Admin menu for a viewer (connections, variables, users)...
+    expect(viewer.get_by_role("button", name="Browse")).to_be_visible(timeout=30_000)
+    expect(viewer.get_by_role("button", name="Admin")).to_have_count(0)
+    # ... and a trigger is refused, said so on the page, and makes no run.
+    refused = _trigger_in_the_ui(viewer, stack, ROLES_DAG_ID)
+    assert refused.status == 403, refused.text()
+    expect(viewer.get_by_text("Access Denied")).to_be_visible(timeout=10_000)
+    assert stack.api("GET", runs)["total_entries"] == before
+    viewer.context.close()
+
+    operator = browser.new_context().new_page()
+    _logged_in(operator, stack, OPERATOR, stack.logins[OPERATOR])
+    allowed = _trigger_in_the_ui(operator, stack, ROLES_DAG_ID)
+    assert allowed.status == 200, allowed.text()
+    assert stack.api("GET", runs)["total_entries"] == before + 1
+    operator.context.close()

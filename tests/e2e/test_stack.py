@@ -242,7 +242,7 @@ def test_passwords_file_is_private_and_holds_the_given_password(stack) -> None:
 
     path = passwords_file(stack.settings)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == {"admin": stack.password}
+    assert json.loads(path.read_text()) == {"admin": stack.password, **stack.logins}
     assert "AIRLOOP_PASSWORD_ADMIN" not in stack.env, "components and tasks do not need the passwords"
     secrets_file = stack.settings.home / "airflow-secrets.json"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600

@@ -24,6 +24,8 @@ from airloop.local.processes import StackError
 LOG_SERVER_PORT_OFFSET = 713
 
 _PASSWORD_PREFIX = "AIRLOOP_PASSWORD_"
+#: Airflow's auth manager on the stack (the FAB provider's): users, roles and permissions in the metadata DB.
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 #: The MLflow user airloop's tasks and commands sign in as, unless ``MLFLOW_TRACKING_USERNAME`` names another: the
 #: MLflow server's admin, the one identity that may change registered models and move their aliases.
 MLFLOW_SERVICE_USER = "airloop"
@@ -68,12 +70,11 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     defaults = {
         # LocalExecutor, with airloop's heavy imports done once in the scheduler before it forks task processes.
         "AIRFLOW__CORE__EXECUTOR": "airloop.airflow.executor.WarmLocalExecutor",
-        "AIRFLOW__CORE__AUTH_MANAGER": (
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-        ),
+        # Airflow's production auth manager: users and roles in the metadata DB (:mod:`airloop.local.airflow_users`).
+        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        # The simple auth manager is for a local stack: not reachable from other machines unless asked for.
+        # Every server on loopback unless configured otherwise (a deployment sets AIRFLOW__API__HOST).
         "AIRFLOW__API__HOST": "127.0.0.1",
         # New DAG files (a new model's DAGs) appear within 30 s instead of the default 5 min; listing one local
         # folder costs nothing. Existing files are re-parsed every min_file_process_interval (default 30 s),
@@ -117,10 +118,6 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.root / "plugins"),
             # LocalExecutor pre-forks this many workers (default 32, ~1.6 GB).
             "AIRFLOW__CORE__PARALLELISM": str(settings.parallelism),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-                f"{u}:{r}" for u, r in airflow_users(settings)
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": base_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
@@ -199,8 +196,15 @@ def warehouse_connection(url: str) -> str:
     raise ValueError(f"the warehouse is {backend}: only SQLite and PostgreSQL warehouses are supported")
 
 
+#: The roles a stack's user may have (Airflow's FAB roles), by the names ``airflow_users`` accepts. A viewer reads
+#: DAGs, runs, logs and reports; an operator (Op) also triggers, clears, approves and manages connections; a user
+#: (User) edits DAG runs but not the stack's configuration; an admin also manages users and roles.
+ROLES = {"viewer": "Viewer", "user": "User", "op": "Op", "operator": "Op", "admin": "Admin"}
+
+
 def airflow_users(settings: Settings) -> list[tuple[str, str]]:
-    """The Airflow users as ``(user, role)`` pairs, from ``airflow_users`` ("user:role,...")."""
+    """The Airflow users as ``(user, role)`` pairs, from ``airflow_users`` ("user:role,..."), each role one of
+    Airflow's (:data:`ROLES`)."""
     users = []
     for item in settings.airflow_users.split(","):
         user, _, role = item.strip().partition(":")
@@ -208,12 +212,17 @@ def airflow_users(settings: Settings) -> list[tuple[str, str]]:
             raise ConfigError(
                 f"setting 'airflow_users' must be 'user:role,...', got {settings.airflow_users!r}"
             )
-        users.append((user, role))
+        if role.lower() not in ROLES:
+            raise ConfigError(
+                f"setting 'airflow_users': user {user!r} has role {role!r}; roles are {', '.join(ROLES)}"
+            )
+        users.append((user, ROLES[role.lower()]))
     return users
 
 
 def passwords_file(settings: Settings) -> Path:
-    """The simple auth manager's passwords file (JSON ``{user: password}``, mode 0600)."""
+    """The Airflow users' passwords (JSON ``{user: password}``, mode 0600), which people sign in to Airflow and
+    MLflow with."""
     return settings.home / "passwords.json"
 
 

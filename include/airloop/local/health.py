@@ -27,6 +27,9 @@ def migrate_metadata(env: Mapping[str, str], home: Path, log: Path, deadline: fl
     stamp = {
         "airflow": importlib.metadata.version("apache-airflow"),
         "database": hashlib.sha256(url.encode()).hexdigest(),
+        # The auth manager's own tables (FAB's users and roles) are migrated with Airflow's.
+        "auth_manager": env.get("AIRFLOW__CORE__AUTH_MANAGER", ""),
+        "fab": importlib.metadata.version("apache-airflow-providers-fab"),
     }
     if read_json(marker) == stamp and _has_migrated_schema(url):
         return None

@@ -21,6 +21,7 @@ Typical use (the CLI passes ``print`` as ``report``)::
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -202,8 +203,10 @@ class Stack:
             # MLflow does not need the metadata DB: it starts while the DB migrates.
             self._launch(mlflow)
             self._migrate(deadline=started + self.timeout)
+            users = self._start_user_sync()
             for component in airflow:
                 self._launch(component)
+            self._finish_user_sync(users, deadline=started + self.timeout)
             self._wait_healthy(deadline=started + self.timeout)
             created = sync_readers(
                 self.mlflow_url,
@@ -464,6 +467,48 @@ class Stack:
         self.report(
             "metadata DB already migrated" if took is None else f"metadata DB migrated in {took:.1f} s"
         )
+
+    def _start_user_sync(self) -> subprocess.Popen[bytes]:
+        """Start :mod:`airloop.local.airflow_users` (about 3 s, while the components start), the users and their
+        passwords on its stdin."""
+        users = [
+            {"username": user, "role": role, "password": self.passwords[user]}
+            for user, role in airflow_users(self.settings)
+        ]
+        log = self.logs_dir / "users.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [executable("python", self.env), "-m", "airloop.local.airflow_users"],
+                env=component_env("users", self.env),
+                cwd=self.settings.home,
+                umask=0o077,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(users).encode())
+        process.stdin.close()
+        return process
+
+    def _finish_user_sync(self, process: subprocess.Popen[bytes], deadline: float) -> None:
+        log = self.logs_dir / "users.log"
+        try:
+            code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+            raise StackError(
+                f"the Airflow users were not set up in time; last lines of {log}:\n{tail(log)}"
+            ) from None
+        if code != 0:
+            raise StackError(
+                f"setting up the Airflow users failed (exit code {code}); last lines of {log}:\n{tail(log)}"
+            )
+        created = json.loads(log.read_text().strip().splitlines()[-1])
+        if created:
+            self.report(f"Airflow users created: {', '.join(created)}")
 
     def _wait_healthy(self, deadline: float) -> None:
         checks: dict[str, Callable[[], str | None]] = {

@@ -163,3 +163,27 @@ def test_mlflow_reads_the_auth_config_as_written_a_url_encoded_password_included
     assert config.database_uri == url
     assert config.default_permission == "READ"
     assert config.admin_password is None, "the admin password is never written to the file"
+
+
+def test_the_users_roles_are_airflow_s_roles_and_an_unknown_role_is_refused(airloop_home):
+    import dataclasses
+
+    from airloop.core.errors import ConfigError
+    from airloop.local.env import airflow_users
+
+    settings = dataclasses.replace(
+        airloop_home, airflow_users="admin:admin, vera:viewer,otto:operator,uma:user"
+    )
+    assert airflow_users(settings) == [
+        ("admin", "Admin"),
+        ("vera", "Viewer"),
+        ("otto", "Op"),
+        ("uma", "User"),
+    ]
+    with pytest.raises(
+        ConfigError, match="user 'x' has role 'boss'; roles are viewer, user, op, operator, admin"
+    ):
+        airflow_users(dataclasses.replace(airloop_home, airflow_users="admin:admin,x:boss"))
+    assert stack_env(airloop_home, {})["AIRFLOW__CORE__AUTH_MANAGER"].endswith(
+        "fab_auth_manager.FabAuthManager"
+    )
