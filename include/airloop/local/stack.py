@@ -40,6 +40,7 @@ from airloop.core.settings import Settings
 from airloop.local.catcher import AlertCatcher
 from airloop.local.components import SERVERS, Component, stack_components
 from airloop.local.env import (
+    FAB_AUTH_MANAGER,
     airflow_users,
     component_env,
     password_variable,
@@ -468,9 +469,12 @@ class Stack:
             "metadata DB already migrated" if took is None else f"metadata DB migrated in {took:.1f} s"
         )
 
-    def _start_user_sync(self) -> subprocess.Popen[bytes]:
+    def _start_user_sync(self) -> subprocess.Popen[bytes] | None:
         """Start :mod:`airloop.local.airflow_users` (about 3 s, while the components start), the users and their
-        passwords on its stdin."""
+        passwords on its stdin; ``None`` under an auth manager other than FAB's (set by the environment), which
+        manages its users itself."""
+        if self.env["AIRFLOW__CORE__AUTH_MANAGER"] != FAB_AUTH_MANAGER:
+            return None
         users = [
             {"username": user, "role": role, "password": self.passwords[user]}
             for user, role in airflow_users(self.settings)
@@ -492,7 +496,9 @@ class Stack:
         process.stdin.close()
         return process
 
-    def _finish_user_sync(self, process: subprocess.Popen[bytes], deadline: float) -> None:
+    def _finish_user_sync(self, process: subprocess.Popen[bytes] | None, deadline: float) -> None:
+        if process is None:
+            return
         log = self.logs_dir / "users.log"
         try:
             code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
