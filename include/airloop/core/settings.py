@@ -47,6 +47,13 @@ class Settings:
     parallelism: int
     #: When the alert outbox sends queued alerts again (cron, UTC).
     alert_outbox_schedule: str = "*/10 * * * *"
+    #: Who runs the tasks: ``local`` (the scheduler's LocalExecutor) or ``celery`` (Celery workers on a broker).
+    executor: str = "local"
+    #: The Celery broker (``executor: celery``): Redis or RabbitMQ.
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    #: How many Celery worker processes the local stack runs (``executor: celery``); ``parallelism`` task slots
+    #: are shared among them.
+    celery_workers: int = 2
 
     @property
     def data_docs_dir(self) -> Path:
@@ -81,12 +88,19 @@ _FIELDS = {
     "airflow_users": str,
     "parallelism": int,
     "alert_outbox_schedule": str,
+    "executor": str,
+    "celery_broker_url": str,
+    "celery_workers": int,
 }
 #: Settings a settings file written before they existed may leave out.
 _DEFAULTS = {
     "alert_outbox_schedule": "*/10 * * * *",
     "mlflow_auth_uri": "sqlite:///{home}/mlflow/auth.db",
+    "executor": "local",
+    "celery_broker_url": "redis://127.0.0.1:6379/0",
+    "celery_workers": 2,
 }
+EXECUTORS = ("local", "celery")
 
 
 def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -115,6 +129,14 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: setting {key!r} must be {kind.__name__}, got {value!r}") from exc
 
+    if values["executor"] not in EXECUTORS:
+        raise ConfigError(
+            f"{path}: setting 'executor' must be one of {', '.join(EXECUTORS)}, got {values['executor']!r}"
+        )
+    if values["celery_workers"] < 1:
+        raise ConfigError(
+            f"{path}: setting 'celery_workers' must be at least 1, got {values['celery_workers']}"
+        )
     home = _resolve(root, values["home"], home=None)
 
     def path_of(key: str) -> Path:
@@ -139,6 +161,9 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         airflow_users=values["airflow_users"],
         parallelism=values["parallelism"],
         alert_outbox_schedule=values["alert_outbox_schedule"],
+        executor=values["executor"],
+        celery_broker_url=values["celery_broker_url"],
+        celery_workers=values["celery_workers"],
     )
 
 

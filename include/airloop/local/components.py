@@ -1,5 +1,5 @@
-"""What the local stack runs: Airflow's four components, its log server and the MLflow server, each a command and
-the ports it binds (every one on loopback)."""
+"""What the local stack runs: Airflow's four components, its log server, the Celery workers (``executor: celery``)
+and the MLflow server, each a command and the ports it binds (every one on loopback)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def stack_components(settings: Settings, env: Mapping[str, str]) -> list[Compone
         "python", "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
         "--host", "127.0.0.1", "--port", str(log_port), "--no-access-log",
     ]  # fmt: skip
-    return [
+    components = [
         Component("mlflow", mlflow, {s.mlflow_port: "MLflow server (mlflow_port)"}),
         Component(
             "api-server",
@@ -59,3 +59,18 @@ def stack_components(settings: Settings, env: Mapping[str, str]) -> list[Compone
         Component("dag-processor", ["airflow", "dag-processor"], {}),
         Component("triggerer", ["airflow", "triggerer", "--skip-serve-logs"], {}),
     ]
+    if s.executor == "celery":
+        concurrency = max(1, s.parallelism // s.celery_workers)
+        for name in celery_worker_names(s):
+            worker = [
+                "airflow", "celery", "worker", "--celery-hostname", name, "--concurrency", str(concurrency),
+                # Its log server would bind every interface: the stack's one serves the running tasks' logs.
+                "--skip-serve-logs",
+            ]  # fmt: skip
+            components.append(Component(name.split("@")[0], worker, {}))
+    return components
+
+
+def celery_worker_names(settings: Settings) -> list[str]:
+    """The Celery node names of the stack's workers (``worker-1@airloop``, ...): each answers pings by its name."""
+    return [f"worker-{i}@airloop" for i in range(1, settings.celery_workers + 1)]

@@ -100,7 +100,20 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         # Tasks sign in to MLflow as the service user (its password: MLFLOW_TRACKING_PASSWORD, else generated).
         "MLFLOW_TRACKING_USERNAME": MLFLOW_SERVICE_USER,
     }
+    if settings.executor == "celery":
+        # The production topology: tasks go through the broker to the stack's Celery workers
+        # (:func:`airloop.local.components.stack_components`); its URL, which may hold a password, through here.
+        defaults["AIRFLOW__CORE__EXECUTOR"] = "CeleryExecutor"
+        defaults["AIRFLOW__CELERY__BROKER_URL"] = settings.celery_broker_url
+        # Airflow's own default, said out loud (else every task logs a warning): a task a dead worker held is
+        # failed by Airflow's heartbeat timeout and retried long before the broker would hand it out again.
+        defaults["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"] = "86400"
     if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
+        if settings.executor == "celery":
+            raise ConfigError(
+                "executor 'celery' needs a PostgreSQL metadata DB shared by the workers: set "
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN (Airflow refuses Celery on SQLite)"
+            )
         # The default SQLite metadata DB: wait for its write lock instead of failing after sqlite3's 5 s (the API
         # server excepted: :func:`component_env`).
         for key in SQLITE_CONNECT_ARGS_KEYS:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
+from celery import Celery
 
 from airloop.core.files import read_json
 from airloop.local.processes import StackError, executable, http_get, tail
@@ -68,6 +69,28 @@ def log_server_problem(url: str) -> str | None:
     """Whether the log server at ``url`` answers (it refuses a request without Airflow's signed token: fine)."""
     status, _body = http_get(url)
     return None if status else "log-server: does not answer"
+
+
+def celery_workers_problem(env: Mapping[str, str], names: list[str]) -> str | None:
+    """Which of the Celery workers ``names`` does not answer a ping through the broker of ``env`` (Airflow's
+    settings: ``AIRFLOW__CELERY__BROKER_URL`` and its ``AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__*``, a key
+    prefix say); ``None`` when every one answers."""
+    options_prefix = "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__"
+    app = Celery(broker=env["AIRFLOW__CELERY__BROKER_URL"], set_as_current=False)
+    app.conf.broker_transport_options = {
+        key.removeprefix(options_prefix).lower(): value
+        for key, value in env.items()
+        if key.startswith(options_prefix)
+    }
+    try:
+        replies = app.control.ping(destination=names, timeout=1.0)
+    except Exception as exc:  # kombu's connection errors vary by transport
+        return f"celery broker: {type(exc).__name__}: {exc}"
+    finally:
+        app.close()
+    answered = {name for reply in replies for name in reply}
+    missing = [name for name in names if name not in answered]
+    return f"{missing[0].split('@')[0]}: does not answer a Celery ping" if missing else None
 
 
 def airflow_problem(url: str) -> str | None:

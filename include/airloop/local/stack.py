@@ -38,7 +38,7 @@ import sqlalchemy as sa
 
 from airloop.core.settings import Settings
 from airloop.local.catcher import AlertCatcher
-from airloop.local.components import SERVERS, Component, stack_components
+from airloop.local.components import SERVERS, Component, celery_worker_names, stack_components
 from airloop.local.env import (
     FAB_AUTH_MANAGER,
     airflow_users,
@@ -50,7 +50,13 @@ from airloop.local.env import (
     write_mlflow_auth_config,
     write_passwords,
 )
-from airloop.local.health import airflow_problem, log_server_problem, migrate_metadata, mlflow_problem
+from airloop.local.health import (
+    airflow_problem,
+    celery_workers_problem,
+    log_server_problem,
+    migrate_metadata,
+    mlflow_problem,
+)
 from airloop.local.mlflow_users import sync_readers
 from airloop.local.processes import (
     StackError,
@@ -524,6 +530,9 @@ class Stack:
                 f"http://127.0.0.1:{self.env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']}/"
             ),
         }
+        if self.settings.executor == "celery":
+            names = celery_worker_names(self.settings)
+            checks["celery"] = lambda: celery_workers_problem(self.env, names)
         while True:
             for run in self._running:
                 if run.process.poll() is not None:
@@ -533,7 +542,7 @@ class Stack:
                 return
             if time.monotonic() > deadline:
                 name, problem = next(iter(problems.items()))
-                component = problem.split(":", 1)[0] if name == "airflow" else name
+                component = problem.split(":", 1)[0] if name in ("airflow", "celery") else name
                 log = self.logs_dir / f"{component}.log"
                 raise StackError(f"{problem} after {self.timeout:.0f} s; last lines of {log}:\n{tail(log)}")
             for name in [n for n in checks if n not in problems]:

@@ -187,3 +187,38 @@ def test_the_users_roles_are_airflow_s_roles_and_an_unknown_role_is_refused(airl
     assert stack_env(airloop_home, {})["AIRFLOW__CORE__AUTH_MANAGER"].endswith(
         "fab_auth_manager.FabAuthManager"
     )
+
+
+def test_the_celery_profile_runs_its_workers_on_the_broker_and_needs_a_postgres_metadata_db(airloop_home):
+    import dataclasses
+
+    from airloop.core.errors import ConfigError
+    from airloop.local.components import celery_worker_names, stack_components
+
+    celery = dataclasses.replace(
+        airloop_home,
+        executor="celery",
+        celery_workers=3,
+        parallelism=8,
+        celery_broker_url="redis://:pw@h:6379/2",
+    )
+    with pytest.raises(ConfigError, match="needs a PostgreSQL metadata DB"):
+        stack_env(celery, {})
+    env = stack_env(
+        celery, {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://u@h/airflow", "PATH": "/usr/bin"}
+    )
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:pw@h:6379/2"
+    components = {c.name: c.argv for c in stack_components(celery, env)}
+    workers = [name for name in components if name.startswith("worker-")]
+    assert workers == ["worker-1", "worker-2", "worker-3"]
+    assert celery_worker_names(celery) == ["worker-1@airloop", "worker-2@airloop", "worker-3@airloop"]
+    assert components["worker-2"][:3] == ["airflow", "celery", "worker"]
+    assert "worker-2@airloop" in components["worker-2"] and "--skip-serve-logs" in components["worker-2"]
+    assert components["worker-2"][components["worker-2"].index("--concurrency") + 1] == "2"  # 8 slots over 3
+    assert not [arg for argv in components.values() for arg in argv if "pw@" in arg], (
+        "the broker URL is secret"
+    )
+    local = {c.name for c in stack_components(airloop_home, stack_env(airloop_home, {"PATH": "/usr/bin"}))}
+    assert not [name for name in local if name.startswith("worker-")]
+    assert stack_env(airloop_home, {})["AIRFLOW__CORE__EXECUTOR"].endswith("WarmLocalExecutor")
