@@ -11,7 +11,7 @@ export UV_COMPILE_BYTECODE := 1
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo up browser test test-unit test-integration test-e2e lint format clean
+.PHONY: help install lock demo up browser compose test test-unit test-integration test-e2e lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ up: install ## run the local stack (Airflow + MLflow) until Ctrl-C
 browser: ## Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed: browser tests will skip (fail under CI)"
 
-test: install browser ## every test tier: lint and layering with unit and DAG tests, integration, end-to-end (and browser)
+compose: ## Debian's docker-compose, which validates docker-compose.yml (no Docker daemon needed)
+	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } || echo "docker-compose could not be installed: its test will skip (fail under CI)"
+
+test: install browser compose ## every test tier: lint and layering with unit and DAG tests, integration, end-to-end (and browser)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
@@ -48,7 +51,7 @@ test: install browser ## every test tier: lint and layering with unit and DAG te
 	$(PYTEST) tests/integration
 	$(PYTEST) tests/e2e
 
-test-unit: install ## unit and DAG integrity tests only
+test-unit: install compose ## unit and DAG integrity tests only
 	$(PYTEST) -m "unit or dags" tests/unit tests/dags
 
 test-integration: install ## integration tests (PostgreSQL, MLflow, dag.test())

@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -76,9 +77,16 @@ def _postgres_or_skip() -> None:
 @pytest.fixture(scope="session")
 def e2e_databases() -> Iterator[dict[str, str]]:
     """Two fresh PostgreSQL databases, ``airflow`` (metadata) and ``warehouse``, dropped after the session."""
+    with fresh_databases("airflow", "warehouse") as urls:
+        yield urls
+
+
+@contextmanager
+def fresh_databases(*roles: str) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database per role (``{role: url}``), dropped (connections forced out) afterwards."""
     _postgres_or_skip()
     prefix = f"airloop_e2e_{uuid.uuid4().hex[:12]}"
-    names = {"airflow": prefix, "warehouse": f"{prefix}_warehouse"}
+    names = {role: f"{prefix}_{role}" for role in roles}
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     server = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
@@ -270,7 +278,18 @@ class E2EStack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str]) -> Iterator[E2EStack]:
     """The real stack on PostgreSQL, for the whole session; stopped (with no process left behind) at the end."""
-    work = tmp_path_factory.mktemp("e2e")
+    with running_stack(
+        tmp_path_factory.mktemp("e2e"),
+        AIRLOOP_WAREHOUSE_URL=e2e_databases["warehouse"],
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=e2e_databases["airflow"],
+    ) as e2e:
+        yield e2e
+
+
+@contextmanager
+def running_stack(work: Path, **overrides: str) -> Iterator[E2EStack]:
+    """A stack of the e2e specs in ``work`` with its own DAG bundle and users (``overrides`` last), signed in to
+    its MLflow (this process's MLflow client) while it runs; stopped, with no process left behind, afterwards."""
     dags_dir = work / "dags"
     dags_dir.mkdir()
     bundles = [
@@ -288,8 +307,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
     base = stack_base_env(
         work / "home",
         AIRLOOP_MODELS_DIR=str(_e2e_specs(work / "models")),
-        AIRLOOP_WAREHOUSE_URL=e2e_databases["warehouse"],
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=e2e_databases["airflow"],
         AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
         # Retries are what the fault tests exercise, not their waits: Airflow's own cap on a retry's delay
         # (10-80 s with the DAGs' exponential backoff) brought down to 5 s on the test stack.
@@ -298,6 +315,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_databases: dict[str, str
         AIRLOOP_PASSWORD_VERA=secrets.token_urlsafe(12),
         AIRLOOP_PASSWORD_OTTO=secrets.token_urlsafe(12),
     )
+    base.update(overrides)
     running = Stack(load_settings(env=base), base_env=base, report=lambda line: print(f"[stack] {line}"))
     running.start()
     try:

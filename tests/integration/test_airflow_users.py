@@ -1,6 +1,6 @@
 """The stack's Airflow users in the FAB auth manager's tables, set up as ``airloop up`` does it (the module run with
 the stack's environment, the users on stdin), checked through FAB's own security manager: this pins the FAB
-provider's application builder and user calls that :mod:`airloop.local.airflow_users` relies on."""
+provider's application builder and user calls that :mod:`airloop.airflow.users` relies on."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def fab_env(tmp_path: Path) -> dict[str, str]:
 
 def _sync(env: dict[str, str], users: list[dict[str, str]]) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "airloop.local.airflow_users"],
+        [sys.executable, "-m", "airloop.airflow.users"],
         env=env,
         input=json.dumps(users),
         capture_output=True,
@@ -93,7 +93,7 @@ def test_users_are_created_with_their_role_then_given_a_new_password_and_role(fa
 
 def test_an_unknown_role_stops_the_set_up_naming_it(fab_env) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "airloop.local.airflow_users"],
+        [sys.executable, "-m", "airloop.airflow.users"],
         env=fab_env,
         input=json.dumps([{"username": "x", "role": "Superhero", "password": "whatever-123"}]),
         capture_output=True,

@@ -70,7 +70,7 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     defaults = {
         # LocalExecutor, with airloop's heavy imports done once in the scheduler before it forks task processes.
         "AIRFLOW__CORE__EXECUTOR": "airloop.airflow.executor.WarmLocalExecutor",
-        # Airflow's production auth manager: users and roles in the metadata DB (:mod:`airloop.local.airflow_users`).
+        # Airflow's production auth manager: users and roles in the metadata DB (:mod:`airloop.airflow.users`).
         "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
@@ -105,6 +105,8 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         # (:func:`airloop.local.components.stack_components`); its URL, which may hold a password, through here.
         defaults["AIRFLOW__CORE__EXECUTOR"] = "CeleryExecutor"
         defaults["AIRFLOW__CELERY__BROKER_URL"] = settings.celery_broker_url
+        # Warm task processes that may start processes of their own (:mod:`airloop.airflow.celery_worker`).
+        defaults["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "airloop.airflow.celery_worker.CELERY_CONFIG"
         # Airflow's own default, said out loud (else every task logs a warning): a task a dead worker held is
         # failed by Airflow's heartbeat timeout and retried long before the broker would hand it out again.
         defaults["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"] = "86400"

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from celery import Celery
@@ -78,7 +79,7 @@ def celery_workers_problem(env: Mapping[str, str], names: list[str]) -> str | No
     options_prefix = "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__"
     app = Celery(broker=env["AIRFLOW__CELERY__BROKER_URL"], set_as_current=False)
     app.conf.broker_transport_options = {
-        key.removeprefix(options_prefix).lower(): value
+        key.removeprefix(options_prefix).lower(): _option(value)
         for key, value in env.items()
         if key.startswith(options_prefix)
     }
@@ -91,6 +92,14 @@ def celery_workers_problem(env: Mapping[str, str], names: list[str]) -> str | No
     answered = {name for reply in replies for name in reply}
     missing = [name for name in names if name not in answered]
     return f"{missing[0].split('@')[0]}: does not answer a Celery ping" if missing else None
+
+
+def _option(value: str) -> Any:
+    """A transport option's value as Celery wants it: a number (``visibility_timeout``) as a number."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def airflow_problem(url: str) -> str | None:

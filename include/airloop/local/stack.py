@@ -476,7 +476,7 @@ class Stack:
         )
 
     def _start_user_sync(self) -> subprocess.Popen[bytes] | None:
-        """Start :mod:`airloop.local.airflow_users` (about 3 s, while the components start), the users and their
+        """Start :mod:`airloop.airflow.users` (about 3 s, while the components start), the users and their
         passwords on its stdin; ``None`` under an auth manager other than FAB's (set by the environment), which
         manages its users itself."""
         if self.env["AIRFLOW__CORE__AUTH_MANAGER"] != FAB_AUTH_MANAGER:
@@ -488,7 +488,7 @@ class Stack:
         log = self.logs_dir / "users.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [executable("python", self.env), "-m", "airloop.local.airflow_users"],
+                [executable("python", self.env), "-m", "airloop.airflow.users"],
                 env=component_env("users", self.env),
                 cwd=self.settings.home,
                 umask=0o077,
@@ -544,7 +544,8 @@ class Stack:
                 name, problem = next(iter(problems.items()))
                 component = problem.split(":", 1)[0] if name in ("airflow", "celery") else name
                 log = self.logs_dir / f"{component}.log"
-                raise StackError(f"{problem} after {self.timeout:.0f} s; last lines of {log}:\n{tail(log)}")
+                last = f"; last lines of {log}:\n{tail(log)}" if log.exists() else ""
+                raise StackError(f"{problem} after {self.timeout:.0f} s{last}")
             for name in [n for n in checks if n not in problems]:
                 del checks[name]  # healthy once is enough during start-up
             time.sleep(0.5)

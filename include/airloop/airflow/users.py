@@ -1,7 +1,7 @@
 """The stack's Airflow users in the FAB auth manager's tables: each created with its role and password, or given
 them again (a password changed through ``AIRLOOP_PASSWORD_<USER>`` takes effect on the next start).
 
-Run as ``python -m airloop.local.airflow_users`` with the stack's environment (after ``airflow db migrate``), the
+Run as ``python -m airloop.airflow.users`` with the stack's environment (after ``airflow db migrate``), the
 users as JSON on stdin, ``[{"username": ..., "role": ..., "password": ...}]``: passwords never go on a command
 line. It prints the names of the users it created, as JSON. It works through the FAB provider's application
 builder and security manager, as the provider's own ``airflow users`` commands do
