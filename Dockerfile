@@ -8,7 +8,9 @@ ENV AIRLOOP_ROOT=/opt/airloop \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 USER root
-RUN mkdir -p /opt/airloop/state && chown -R airflow:root /opt/airloop && chmod 0700 /opt/airloop/state
+# The state and MLflow's artifacts are volumes: made here, so the volumes start owned by airflow (uid 50000).
+RUN mkdir -p /opt/airloop/state /opt/airloop/mlflow-artifacts \
+ && chown -R airflow:root /opt/airloop && chmod 0700 /opt/airloop/state /opt/airloop/mlflow-artifacts
 USER airflow
 
 # The lock first: a change to airloop's code does not reinstall its dependencies.

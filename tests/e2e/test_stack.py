@@ -61,7 +61,10 @@ with DAG(dag_id="e2e_smoke", schedule=None, start_date=datetime(2024, 1, 1), tag
             "env": {k: os.environ.get(k) for k in ("AIRLOOP_HOME", "AIRLOOP_WAREHOUSE_URL", "MLFLOW_TRACKING_URI")},
             "passwords_in_env": sorted(k for k in os.environ if k.startswith("AIRLOOP_PASSWORD_")),
             "mlflow_server_only": sorted(
-                k for k in os.environ if k.startswith(("MLFLOW_BACKEND", "MLFLOW_AUTH", "MLFLOW_FLASK"))
+                k
+                for k in os.environ
+                if k.startswith(("MLFLOW_BACKEND", "MLFLOW_AUTH", "MLFLOW_FLASK"))
+                or k in ("AIRLOOP_MLFLOW_BACKEND_URI", "AIRLOOP_MLFLOW_AUTH_URI")
             ),
             "mlflow_user": os.environ.get("MLFLOW_TRACKING_USERNAME"),
             "umask": oct(os.umask(0o077)),

@@ -133,3 +133,21 @@ def test_an_airflow_user_named_like_the_service_user_is_refused(guarded: Guarded
 
     with pytest.raises(ConfigError, match="service user's name"):
         sync_readers(guarded.url, guarded.service, {guarded.service[0]: "whatever-1234"})
+
+
+def test_a_service_password_other_than_the_admin_s_is_refused_with_what_to_do(guarded: GuardedMlflow) -> None:
+    from airloop.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="refuses the service user 'airloop' \\(401\\).*keeps"):
+        sync_readers(guarded.url, (guarded.service[0], "not-the-first-password"), {"ana": "ana-pass-12345"})
+
+
+def test_a_short_password_is_refused_before_anything_is_made(guarded: GuardedMlflow) -> None:
+    from airloop.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="password of ana is shorter than 12 characters"):
+        sync_readers(guarded.url, guarded.service, {"ana": "short", "bo": "long-enough-pass"})
+    answer = httpx.get(
+        f"{guarded.url}/api/2.0/mlflow/users/get", params={"username": "bo"}, auth=guarded.service
+    )
+    assert answer.status_code == 404, "no account made before the check"

@@ -53,8 +53,6 @@ DEPLOYMENT_SPECIFIC = {
     "AIRLOOP_HOME",
     "AIRLOOP_WAREHOUSE_URL",
     "AIRLOOP_MLFLOW_TRACKING_URI",
-    "AIRLOOP_MLFLOW_BACKEND_URI",
-    "AIRLOOP_MLFLOW_AUTH_URI",
     "AIRLOOP_CELERY_BROKER_URL",
     "AIRLOOP_PARALLELISM",
 }
@@ -162,11 +160,13 @@ def test_the_services_run_the_profile_s_components_with_the_same_commands(compos
     worker = services["airflow-worker"]
     assert "container_name" not in worker and "ports" not in worker, "scales with --scale"
     mlflow = services["mlflow"]
-    assert mlflow["command"][:4] == ["mlflow", "server", "--app-name", "basic-auth"]
+    assert mlflow["command"][:6] == ["python", "-m", "mlflow", "server", "--app-name", "basic-auth"]
+    assert "mlflow:5000" in mlflow["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"], "the workers' Host header"
     assert "--backend-store-uri" not in mlflow["command"], "stores through the environment"
     assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
-    assert {"postgres", "redis", "alert-catcher", "airflow-init"} <= set(services)
-    assert services["airflow-init"]["restart"] == "no"
+    assert {"postgres", "redis", "alert-catcher", "airflow-init", "mlflow-init"} <= set(services)
+    assert services["airflow-init"]["restart"] == services["mlflow-init"]["restart"] == "no"
+    assert "airloop.local.mlflow_users" in services["mlflow-init"]["command"][-1]
     for service in AIRFLOW_SERVICES.values():
         assert (
             services[service]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
@@ -176,18 +176,25 @@ def test_the_services_run_the_profile_s_components_with_the_same_commands(compos
 
 
 def test_no_secret_is_written_in_the_compose_file(compose) -> None:
-    def values(node):
+    def leaves(node, key=None):  # (the key that holds it, a scalar value), at any depth
         if isinstance(node, dict):
-            for key, value in node.items():
-                yield from ((key, v) for v in values(value)) if not isinstance(value, str) else [(key, value)]
+            for inner, value in node.items():
+                yield from leaves(value, inner)
         elif isinstance(node, list):
             for item in node:
-                yield from values(item)
+                yield from leaves(item, key)
+        else:
+            yield key, node
 
-    secret_names = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|KEY$")
-    for key, value in values(compose):
-        if isinstance(key, str) and secret_names.search(key) and key != "PGPASSWORD_FILE":
-            assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), f"{key} is written in docker-compose.yml"
+    secret_names = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
+    checked = []
+    for key, value in leaves(compose):
+        if isinstance(key, str) and secret_names.search(key):
+            checked.append(key)
+            assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (
+                f"{key} is written in docker-compose.yml"
+            )
+    assert {"POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"} <= set(checked)
     for url in re.findall(r"postgresql\+psycopg2://[^\s'\"]+", COMPOSE.read_text()):
         assert ":" not in url.split("//", 1)[1].split("@")[0], f"a password in {url}"
 

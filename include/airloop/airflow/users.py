@@ -16,6 +16,9 @@ from collections.abc import Iterable, Mapping
 
 from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
 
+#: The same floor as MLflow's (people's MLflow accounts share their Airflow passwords).
+MIN_PASSWORD_LENGTH = 12
+
 
 def sync_users(users: Iterable[Mapping[str, str]]) -> list[str]:
     """Create each user, or set its role and password again; the names of the users created."""
@@ -23,6 +26,10 @@ def sync_users(users: Iterable[Mapping[str, str]]) -> list[str]:
     with get_application_builder() as appbuilder:
         security = appbuilder.sm
         for user in users:
+            if len(user.get("password") or "") < MIN_PASSWORD_LENGTH:
+                raise SystemExit(
+                    f"user {user['username']!r} needs a password of {MIN_PASSWORD_LENGTH} characters or more"
+                )
             role = security.find_role(user["role"])
             if role is None:
                 raise SystemExit(f"Airflow has no role {user['role']!r} for user {user['username']!r}")

@@ -33,6 +33,8 @@ MLFLOW_SERVICE_USER = "airloop"
 #: other components' environment, and so out of every task's.
 MLFLOW_SERVER_ONLY = (
     "MLFLOW_BACKEND_STORE_URI",
+    "AIRLOOP_MLFLOW_BACKEND_URI",
+    "AIRLOOP_MLFLOW_AUTH_URI",
     "MLFLOW_AUTH_CONFIG_PATH",
     "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "MLFLOW_AUTH_ADMIN_USERNAME",
@@ -154,7 +156,8 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     # The passwords are in the passwords file; no component or task needs them in its environment.
     for key in [key for key in env if key.startswith(_PASSWORD_PREFIX)]:
         del env[key]
-    # Task processes load settings again; absolute values make them see exactly these.
+    # Task processes load settings again; absolute values make them see exactly these (but MLflow's stores, which
+    # :func:`component_env` keeps to the MLflow server: the others see the settings file's, and use neither).
     for item in fields(Settings):
         env[f"AIRLOOP_{item.name.upper()}"] = str(getattr(settings, item.name))
     return env

@@ -57,7 +57,7 @@ from airloop.local.health import (
     migrate_metadata,
     mlflow_problem,
 )
-from airloop.local.mlflow_users import sync_readers
+from airloop.local.mlflow_users import check_readers, sync_readers
 from airloop.local.processes import (
     StackError,
     describe,
@@ -183,6 +183,7 @@ class Stack:
             if (database := _sqlite_path(url)) is not None:
                 database.parent.mkdir(parents=True, exist_ok=True)
         self.passwords = write_passwords(s, self._base_env)
+        check_readers(self.env["MLFLOW_TRACKING_USERNAME"], self.passwords)
         write_mlflow_auth_config(s)
 
     def start(self) -> None:
