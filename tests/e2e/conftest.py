@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -156,6 +157,18 @@ class E2EStack:
         response = self.client.request(method, path, params=query, json=body or None)
         assert response.status_code < 400, f"{method} {path} -> {response.status_code}: {response.text}"
         return response.json() if response.content else None
+
+    def kill_and_await_restart(self, component: str) -> int:
+        """SIGKILL a component's own process (what it started is left for the stack to find) and wait until the
+        stack has restarted it; the killed pid."""
+        killed = self.stack.pids()[component]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while self.stack.restarts().get(component, 0) < 1:
+            assert time.monotonic() < deadline, f"{component} was not restarted within 90 s"
+            time.sleep(0.2)
+        assert self.stack.pids()[component] != killed
+        return killed
 
     def add_dag(self, filename: str, source: str) -> Path:
         """Write a DAG file into the e2e bundle; :meth:`wait_for_dag` then waits for it to be parsed."""

@@ -324,19 +324,6 @@ def _loaded_once(ctx, expected: dict[str, int]) -> None:
     assert {p: partition_row_count(ctx.warehouse, ctx.spec, p) for p in expected} == expected
 
 
-def _kill_and_await_restart(stack, component: str) -> int:
-    """SIGKILL a component's own process (what it started is left for the stack to find) and wait until the stack
-    has restarted it; the killed pid."""
-    killed = stack.stack.pids()[component]
-    os.kill(killed, signal.SIGKILL)
-    deadline = time.monotonic() + 90
-    while stack.stack.restarts().get(component, 0) < 1:
-        assert time.monotonic() < deadline, f"{component} was not restarted within 90 s"
-        time.sleep(0.2)
-    assert stack.stack.pids()[component] != killed
-    return killed
-
-
 def _tasks_in(stack, state: str, first: datetime, last: datetime) -> list[str]:
     query = {"state": state, "logical_date_gte": first.isoformat(), "logical_date_lte": last.isoformat()}
     tis = stack.api("GET", f"/api/v2/dags/{INGEST}/dagRuns/~/taskInstances", query=query)["task_instances"]
@@ -363,7 +350,7 @@ def test_a_scheduler_killed_mid_backfill_is_restarted_and_every_day_loads_once(s
         time.sleep(0.2)
     orphans = [p for p in session_members(killed) if p.pid != killed]
     assert orphans, "the scheduler's executor workers run in its session"
-    _kill_and_await_restart(stack, "scheduler")
+    stack.kill_and_await_restart("scheduler")
     print(f"scheduler {killed} killed while {running} ran; its session held {len(orphans)} more processes")
     assert alive(session_members(killed)) == [], "the dead scheduler left processes running"
 
@@ -391,7 +378,7 @@ def test_a_triggerer_killed_while_sensors_wait_is_restarted_and_their_days_load_
         )
         time.sleep(0.2)
 
-    _kill_and_await_restart(stack, "triggerer")
+    stack.kill_and_await_restart("triggerer")
     expected = _land(ctx, days)
 
     runs = stack.wait_for_backfill(backfill, INGEST, first, last, timeout=300)
@@ -555,7 +542,7 @@ def test_mlflow_killed_while_a_training_runs_ends_with_one_champion_and_one_reco
     while stack.task_states(train, run_id).get("train_challenger") != "running":
         assert time.monotonic() < deadline, f"training did not start: {stack.task_states(train, run_id)}"
         time.sleep(0.2)
-    _kill_and_await_restart(stack, "mlflow")
+    stack.kill_and_await_restart("mlflow")
 
     run = stack.wait_for_run(train, run_id, timeout=600)
     assert run["state"] == "success", run["task_states"]

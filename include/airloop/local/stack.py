@@ -395,25 +395,27 @@ class Stack:
         log = self.logs_dir / f"{component.name}.log"
         if log.exists():
             log.replace(log.with_name(log.name + ".1"))  # keep the previous run's log for one more run
-        argv = [executable(component.argv[0], self.env), *component.argv[1:]]
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                argv,
-                env={
-                    **component_env(component.name, self.env),
-                    "PYTHONUNBUFFERED": "1",
-                },  # a crash's last lines reach the log
-                cwd=self.settings.home,
-                umask=0o077,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = self._spawn(component.name, component.argv, log, stdin=subprocess.DEVNULL)
         run = _Running(component, process, log, restarts=restarts or [])
         self._running.append(run)
         self.report(f"started {component.name} (pid {process.pid}), log: {log}")
         return run
+
+    def _spawn(self, name: str, argv: list[str], log: Path, *, stdin: int) -> subprocess.Popen[bytes]:
+        """``argv`` with ``name``'s environment (:func:`component_env`), in a session of its own, in the state folder
+        with umask 077 (what it writes is its owner's only), its output in ``log``."""
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [executable(argv[0], self.env), *argv[1:]],
+                # Unbuffered: a crash's last lines reach the log.
+                env={**component_env(name, self.env), "PYTHONUNBUFFERED": "1"},
+                cwd=self.settings.home,
+                umask=0o077,
+                stdin=stdin,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _supervise(self) -> None:
         """Restart a component that exited, until :meth:`stop` or until one keeps dying."""
@@ -486,18 +488,8 @@ class Stack:
             {"username": user, "role": role, "password": self.passwords[user]}
             for user, role in airflow_users(self.settings)
         ]
-        log = self.logs_dir / "users.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [executable("python", self.env), "-m", "airloop.airflow.users"],
-                env=component_env("users", self.env),
-                cwd=self.settings.home,
-                umask=0o077,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = ["python", "-m", "airloop.airflow.users"]
+        process = self._spawn("users", argv, self.logs_dir / "users.log", stdin=subprocess.PIPE)
         assert process.stdin is not None
         process.stdin.write(json.dumps(users).encode())
         process.stdin.close()
