@@ -38,6 +38,8 @@ Run it (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth; another server 
 about 5-8 minutes on 2 cores::
 
     .venv/bin/python benchmarks/loop_latency.py          # progress on stderr, figures on stdout
+    .venv/bin/python benchmarks/loop_latency.py --celery # the scheduler side again on the Celery profile (2 workers,
+                                                         # the machine's Redis), printed beside the local one
     .venv/bin/python benchmarks/loop_latency.py --keep   # keep the temporary folder (logs) and the databases
     .venv/bin/python benchmarks/loop_latency.py --report-from /tmp/airloop-loop-latency-*/measurements.json
 
@@ -162,6 +164,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and the databases")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--report-from", type=Path, help="print the report of a kept measurements.json again")
+    parser.add_argument(
+        "--celery", action="store_true", help="also measure the scheduler side on the Celery profile (Redis)"
+    )
     args = parser.parse_args()
     if args.in_process:
         print(json.dumps(run_in_process()))
@@ -169,13 +174,13 @@ def main() -> None:
     if args.report_from:
         _report(**json.loads(args.report_from.read_text()))
         return
-    run_benchmark(keep=args.keep)
+    run_benchmark(keep=args.keep, celery=args.celery)
 
 
 # --- the scheduler side -------------------------------------------------------------------------------------
 
 
-def run_benchmark(*, keep: bool) -> None:
+def run_benchmark(*, keep: bool, celery: bool = False) -> None:
     import sqlalchemy as sa
 
     from airloop.core.settings import load_settings
@@ -185,7 +190,8 @@ def run_benchmark(*, keep: bool) -> None:
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="airloop-loop-latency-"))
     prefix = f"airloop_bench_{uuid.uuid4().hex[:10]}"
-    databases = {role: f"{prefix}_{role}" for role in ("airflow", "warehouse", "inprocess")}
+    roles = ("airflow", "warehouse", "inprocess") + (("celery_airflow", "celery_warehouse") if celery else ())
+    databases = {role: f"{prefix}_{role}" for role in roles}
     server = PG_ADMIN_URL.rsplit("/", 1)[0]
     urls = {role: f"{server}/{name}" for role, name in databases.items()}
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -236,6 +242,10 @@ def run_benchmark(*, keep: bool) -> None:
             "load_after": os.getloadavg(),
             "omp_threads": stack.env.get("OMP_NUM_THREADS", "unset"),
         }
+        if celery:
+            stack.stop()
+            stack = None
+            measured["celery"] = _celery_loop(work, urls, f"{prefix}_")
         (work / "measurements.json").write_text(json.dumps(measured, indent=1))
         _report(**measured)
     finally:
@@ -249,6 +259,48 @@ def run_benchmark(*, keep: bool) -> None:
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             shutil.rmtree(work, ignore_errors=True)
         admin.dispose()
+
+
+def _celery_loop(work: Path, urls: dict[str, str], key_prefix: str) -> dict[str, Any]:
+    """The same scheduler side on the Celery profile: two workers on the machine's Redis (keys under
+    ``key_prefix``, deleted after), PostgreSQL for the metadata and a warehouse of its own."""
+    import redis
+
+    from airloop.core.settings import load_settings
+    from airloop.local.demo.driver import AirflowApi
+    from airloop.local.stack import Stack
+
+    base = _base_env(
+        work / "celery-home",
+        AIRLOOP_MODELS_DIR=str(_shrunk_specs(work / "celery-models", MODEL)),
+        AIRLOOP_WAREHOUSE_URL=urls["celery_warehouse"],
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=urls["celery_airflow"],
+        AIRLOOP_EXECUTOR="celery",
+        AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX=key_prefix,
+    )
+    settings = load_settings(env=base)
+    _say("Celery profile: seeding its warehouse, starting its stack (2 workers)")
+    _seed(settings, MODEL)
+    stack = Stack(settings, base_env=base, report=lambda line: _say(f"[celery stack] {line}"))
+    broker = redis.Redis.from_url(settings.celery_broker_url)
+    try:
+        stack.start()
+        api = AirflowApi(stack.airflow_url, "admin", base["AIRLOOP_PASSWORD_ADMIN"])
+        setup = {"stack healthy": stack.startup_seconds or 0.0, **_scheduler_setup(api)}
+        pids = stack.pids()
+
+        def cpu() -> dict[str, float]:
+            return _cpu_snapshot([pid for name, pid in pids.items() if name != "mlflow"], [pids["mlflow"]])
+
+        measured = {**_scheduler_loop(api, settings, cpu), "setup": setup}
+        api.close()
+        return measured
+    finally:
+        stack.stop()
+        keys = list(broker.scan_iter(f"{key_prefix}*"))
+        if keys:
+            broker.delete(*keys)
+        broker.close()
 
 
 def _scheduler_setup(api: Any) -> dict[str, float]:
@@ -804,6 +856,7 @@ def _report(
     load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
     omp_threads: str,
+    celery: dict[str, Any] | None = None,
 ) -> None:
     chain, others = _analyse(sched)
     rows = _gaps(chain)
@@ -959,6 +1012,49 @@ def _report(
     print(
         f"  the loop itself: scheduler side {b['airflow'] - a['airflow']:.1f} CPU-s (Airflow with its tasks, t0 -> "
         f"first new prediction); in-process {inproc['loop_cpu']:.1f} CPU-s (the child, t0 -> first new prediction)"
+    )
+    if celery is not None:
+        _report_celery(chain, rows, sched, celery)
+
+
+def _report_celery(
+    chain: list[Step], rows: list[dict[str, float]], sched: dict[str, Any], celery: dict[str, Any]
+) -> None:
+    """The Celery profile's scheduler side beside the local one's (same loop, same driver, measured after it)."""
+    c_chain, _others = _analyse(celery)
+    c_rows = _gaps(c_chain)
+    print(
+        "\nCelery profile (CeleryExecutor, 2 workers, Redis) beside the local one (LocalExecutor), same loop"
+    )
+    print("setup, not timed: Celery " + _pairs(celery["setup"]) + "; local " + _pairs(sched["setup"]))
+    print(
+        f"outcome: Celery promote_champion {celery['promotion']}, champion "
+        f"v{'/'.join(celery['versions']['before'])} -> v{'/'.join(celery['versions']['after'])}"
+    )
+    print(f"  {'phases (s)':30} {'local':>8} {'celery':>8} {'ratio':>7}")
+    l_prev = c_prev = 0.0
+    for name in PHASES:
+        l_end = max(s.end for s in chain if s.phase == name)
+        c_end = max(s.end for s in c_chain if s.phase == name)
+        l_len, c_len = l_end - l_prev, c_end - c_prev
+        print(f"  {name:30} {l_len:8.1f} {c_len:8.1f} {c_len / l_len:6.2f}x")
+        l_prev, c_prev = l_end, c_end
+    local_sums = {k: sum(r[k] for r in rows) for k in rows[0]}
+    celery_sums = {k: sum(r[k] for r in c_rows) for k in c_rows[0]}
+    print(f"  {'totals (s)':30} {'local':>8} {'celery':>8}")
+    print(f"  {'t0 -> first new prediction':30} {chain[-1].end:8.1f} {c_chain[-1].end:8.1f}")
+    print(f"  {'steps running':30} {sum(s.run for s in chain):8.1f} {sum(s.run for s in c_chain):8.1f}")
+    for key, label in (
+        ("scheduling", "scheduling"),
+        ("queued", "queued -> running"),
+        ("trigger", "sensor noticing the landing"),
+        ("retry", "failed tries, retry delays"),
+        ("driver", "benchmark driver"),
+    ):
+        print(f"    {label:28} {local_sums[key]:8.1f} {celery_sums[key]:8.1f}")
+    print(
+        f"  ratio Celery / local: {c_chain[-1].end / chain[-1].end:.2f}x "
+        f"({len(c_chain)} steps on the Celery path, {len(chain)} on the local one)"
     )
 
 
