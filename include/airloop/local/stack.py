@@ -212,9 +212,13 @@ class Stack:
             self._launch(mlflow)
             self._migrate(deadline=started + self.timeout)
             users = self._start_user_sync()
-            for component in airflow:
+            # The API server starts once the users are set up: both would make FAB's roles and permissions in an
+            # empty metadata DB at once, and the API server dies of the duplicate (seen on SQLite).
+            for component in [c for c in airflow if c.name != "api-server"]:
                 self._launch(component)
             self._finish_user_sync(users, deadline=started + self.timeout)
+            for component in [c for c in airflow if c.name == "api-server"]:
+                self._launch(component)
             self._wait_healthy(deadline=started + self.timeout)
             created = sync_readers(
                 self.mlflow_url,
