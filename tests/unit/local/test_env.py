@@ -162,6 +162,7 @@ def test_mlflow_reads_the_auth_config_as_written_a_url_encoded_password_included
     config = read_auth_config()
     assert config.database_uri == url
     assert config.default_permission == "READ"
+    assert config.auth_cache_ttl_seconds == 60, "a checked login is not hashed again on every request"
     assert config.admin_password is None, "the admin password is never written to the file"
 
 
