@@ -1,5 +1,6 @@
 # airloop on the official Apache Airflow image: the Airflow version and the Python of requirements.lock, and
-# airloop's own dependencies installed from that lock (the image's constraints are Airflow's; the lock is ours).
+# airloop's own dependencies installed from requirements-runtime.lock (the lock's pins without its test and lint
+# tools, `make lock` writes both; the image's constraints are Airflow's, the lock is ours).
 # Built by `docker compose build`; docker-compose.yml runs every service from it (README: "Deploy for a team").
 FROM apache/airflow:3.3.2-python3.11
 
@@ -14,8 +15,8 @@ RUN mkdir -p /opt/airloop/state /opt/airloop/mlflow-artifacts \
 USER airflow
 
 # The lock first: a change to airloop's code does not reinstall its dependencies.
-COPY --chown=airflow:root requirements.lock pyproject.toml /opt/airloop/
-RUN pip install --no-deps -r /opt/airloop/requirements.lock
+COPY --chown=airflow:root requirements-runtime.lock pyproject.toml /opt/airloop/
+RUN pip install --no-deps -r /opt/airloop/requirements-runtime.lock
 
 COPY --chown=airflow:root include /opt/airloop/include
 COPY --chown=airflow:root dags /opt/airloop/dags

@@ -28,8 +28,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(UV) pip install --python $(PY) --no-deps -e .
 	touch $@
 
-lock: ## re-resolve requirements.lock from pyproject.toml
+lock: ## re-resolve requirements.lock from pyproject.toml, and the image's requirements-runtime.lock from it
 	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+	@# The same pins without the dev extras (tests, lint): what the Dockerfile installs.
+	$(UV) pip compile pyproject.toml --universal --python-version 3.11 -c requirements.lock --no-annotate \
+		-o requirements-runtime.lock
 
 demo: install ## bring up Airflow + MLflow and replay 2013 through the whole loop, then a table per month (Ctrl-C stops)
 	$(VENV)/bin/airloop demo

@@ -10,6 +10,7 @@ compose file has it too or it is listed here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -205,9 +206,46 @@ def test_the_image_is_the_official_airflow_image_of_the_lock_with_airloop_instal
     [airflow] = re.findall(r"^apache-airflow==([\d.]+)$", lock, re.MULTILINE)
     [base] = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert base == f"apache/airflow:{airflow}-python3.11"
-    assert (
-        "requirements.lock" in dockerfile
-        and "pip install --no-deps -r /opt/airloop/requirements.lock" in dockerfile
-    )
+    assert "pip install --no-deps -r /opt/airloop/requirements-runtime.lock" in dockerfile
     for folder in ("include", "dags", "config", "deploy"):
         assert f"COPY --chown=airflow:root {folder} /opt/airloop/{folder}" in dockerfile
+
+
+def test_each_service_signs_in_to_postgresql_as_its_own_role(compose) -> None:
+    services = compose["services"]
+    users = lambda text: set(re.findall(r"postgresql\+psycopg2://(\w+)@", text))  # noqa: E731
+    environment = compose["x-airflow-env"]
+    assert users(yaml.safe_dump(environment)) == {"airflow"}
+    assert json.loads(environment["AIRFLOW_CONN_AIRLOOP_WAREHOUSE"])["login"] == "airflow"
+    assert environment["PGPASSWORD"] == "${AIRFLOW_DB_PASSWORD:?set AIRFLOW_DB_PASSWORD in .env}"
+    mlflow = services["mlflow"]["environment"]
+    auth_ini = (ROOT / "deploy" / "mlflow-auth.ini").read_text()
+    assert users(yaml.safe_dump(mlflow)) == users(auth_ini) == {"mlflow"}
+    assert mlflow["PGPASSWORD"] == "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD in .env}"
+    # The superuser's password is the postgres service's alone.
+    holders = [name for name, service in services.items() if "POSTGRES_PASSWORD" in yaml.safe_dump(service)]
+    assert holders == ["postgres"] and "POSTGRES_PASSWORD" not in yaml.safe_dump(environment)
+    # The roles are made by deploy/postgres-init.sh (the script tests/integration/test_compose_roles.py runs).
+    mounts = services["postgres"]["volumes"]
+    script = (ROOT / "deploy" / "postgres-init.sh").read_text()
+    [sql_mount] = [m for m in mounts if m.startswith("./deploy/postgres-init.sql:")]
+    assert "./deploy/postgres-init.sh:/docker-entrypoint-initdb.d/airloop.sh:ro" in mounts
+    assert f"--file {sql_mount.split(':')[1]}" in script
+    assert "--set airflow_role=airflow" in script and "--set mlflow_role=mlflow" in script
+    assert not [m for m in mounts if m.endswith(".sql:ro") and "docker-entrypoint-initdb.d" in m]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), re.MULTILINE))
+
+
+def test_the_image_s_lock_is_the_lock_without_the_dev_tools() -> None:
+    full, runtime = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-runtime.lock")
+    differ = {
+        name: (full.get(name), version) for name, version in runtime.items() if full.get(name) != version
+    }
+    assert not differ, f"requirements-runtime.lock differs from requirements.lock (run `make lock`): {differ}"
+    dev = re.search(r"^dev = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.MULTILINE | re.DOTALL)
+    tools = set(re.findall(r'"([A-Za-z0-9_.-]+)', dev.group(1)))
+    assert tools and tools <= set(full) and not tools & set(runtime), tools & set(runtime)
+    assert {"apache-airflow", "mlflow", "great-expectations", "evidently"} <= set(runtime)
