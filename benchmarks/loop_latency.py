@@ -184,7 +184,6 @@ def run_benchmark(*, keep: bool, celery: bool = False) -> None:
     import sqlalchemy as sa
 
     from airloop.core.settings import load_settings
-    from airloop.local.demo.driver import AirflowApi
     from airloop.local.stack import Stack
 
     load_before = os.getloadavg()
@@ -220,21 +219,12 @@ def run_benchmark(*, keep: bool, celery: bool = False) -> None:
             _seed(config, model)
 
         stack = Stack(settings, base_env=base, report=lambda line: _say(f"[stack] {line}"))
-        stack.start()
-        api = AirflowApi(stack.airflow_url, "admin", base["AIRLOOP_PASSWORD_ADMIN"])
-        setup = {"stack healthy": stack.startup_seconds or 0.0, **_scheduler_setup(api)}
-        pids = stack.pids()
-
-        def cpu() -> dict[str, float]:
-            return _cpu_snapshot([pid for name, pid in pids.items() if name != "mlflow"], [pids["mlflow"]])
-
-        sched = {**_scheduler_loop(api, settings, cpu), "setup": setup}
+        sched, cpu = _measure_stack(stack, settings, base["AIRLOOP_PASSWORD_ADMIN"])
 
         _say("in-process part: a fresh Python process; the Airflow components idle meanwhile")
         before = cpu()
         inproc = _run_child(_child_env(stack.env, inprocess_settings))
         inproc["cpu"] = [before, cpu()]
-        api.close()
         measured = {
             "sched": sched,
             "inproc": inproc,
@@ -267,7 +257,6 @@ def _celery_loop(work: Path, urls: dict[str, str], key_prefix: str) -> dict[str,
     import redis
 
     from airloop.core.settings import load_settings
-    from airloop.local.demo.driver import AirflowApi
     from airloop.local.stack import Stack
 
     base = _base_env(
@@ -284,23 +273,34 @@ def _celery_loop(work: Path, urls: dict[str, str], key_prefix: str) -> dict[str,
     stack = Stack(settings, base_env=base, report=lambda line: _say(f"[celery stack] {line}"))
     broker = redis.Redis.from_url(settings.celery_broker_url)
     try:
-        stack.start()
-        api = AirflowApi(stack.airflow_url, "admin", base["AIRLOOP_PASSWORD_ADMIN"])
-        setup = {"stack healthy": stack.startup_seconds or 0.0, **_scheduler_setup(api)}
-        pids = stack.pids()
-
-        def cpu() -> dict[str, float]:
-            return _cpu_snapshot([pid for name, pid in pids.items() if name != "mlflow"], [pids["mlflow"]])
-
-        measured = {**_scheduler_loop(api, settings, cpu), "setup": setup}
-        api.close()
-        return measured
+        return _measure_stack(stack, settings, base["AIRLOOP_PASSWORD_ADMIN"])[0]
     finally:
         stack.stop()
         keys = list(broker.scan_iter(f"{key_prefix}*"))
         if keys:
             broker.delete(*keys)
         broker.close()
+
+
+def _measure_stack(
+    stack: Any, settings: Any, password: str
+) -> tuple[dict[str, Any], Callable[[], dict[str, float]]]:
+    """Start ``stack`` and measure its scheduler side (setup, then the loop); with the CPU snapshot of its
+    processes (Airflow's, MLflow's), for what runs after."""
+    from airloop.local.demo.driver import AirflowApi
+
+    stack.start()
+    api = AirflowApi(stack.airflow_url, "admin", password)
+    try:
+        setup = {"stack healthy": stack.startup_seconds or 0.0, **_scheduler_setup(api)}
+        pids = stack.pids()
+
+        def cpu() -> dict[str, float]:
+            return _cpu_snapshot([pid for name, pid in pids.items() if name != "mlflow"], [pids["mlflow"]])
+
+        return {**_scheduler_loop(api, settings, cpu), "setup": setup}, cpu
+    finally:
+        api.close()
 
 
 def _scheduler_setup(api: Any) -> dict[str, float]:
