@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import test_loop_e2e
 from conftest import PG_ADMIN_URL, E2EStack, fresh_databases, running_stack
 
-from airloop.local.components import celery_worker_names
+from airloop.local.components import celery_workers
 from airloop.local.demo.replay import day_frame, write_partition
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +94,7 @@ def test_the_profile_runs_celery_workers_on_postgresql_everywhere(stack) -> None
     assert stack.settings.mlflow_backend_uri.startswith("postgresql")
     assert stack.settings.mlflow_auth_uri.startswith("postgresql")
     pids = stack.stack.pids()
-    names = [name.split("@")[0] for name in celery_worker_names(stack.settings)]
+    names = list(celery_workers(stack.settings))
     assert names == ["worker-1", "worker-2"] and set(names) <= set(pids)
     for name in names:
         log = stack.stack.logs_dir / f"{name}.log"

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
 
-#: The same floor as MLflow's (people's MLflow accounts share their Airflow passwords).
-MIN_PASSWORD_LENGTH = 12
+from airloop.core.settings import MIN_PASSWORD_LENGTH
 
 
 def sync_users(users: Iterable[Mapping[str, str]]) -> list[str]:

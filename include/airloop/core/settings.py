@@ -101,6 +101,9 @@ _DEFAULTS = {
     "celery_workers": 2,
 }
 EXECUTORS = ("local", "celery")
+#: The shortest password of a person's login (setting ``airflow_users``): MLflow's auth app refuses shorter ones,
+#: and each Airflow user's read-only MLflow account shares its Airflow password.
+MIN_PASSWORD_LENGTH = 12
 
 
 def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -60,17 +60,20 @@ def stack_components(settings: Settings, env: Mapping[str, str]) -> list[Compone
         Component("triggerer", ["airflow", "triggerer", "--skip-serve-logs"], {}),
     ]
     if s.executor == "celery":
-        concurrency = max(1, s.parallelism // s.celery_workers)
-        for name in celery_worker_names(s):
+        slots, extra = divmod(s.parallelism, s.celery_workers)
+        for i, (component, node) in enumerate(celery_workers(s).items()):
+            # The parallelism shared out: 8 slots over 3 workers are 3, 3 and 2 (each at least one).
+            concurrency = max(1, slots + (i < extra))
             worker = [
-                "airflow", "celery", "worker", "--celery-hostname", name, "--concurrency", str(concurrency),
+                "airflow", "celery", "worker", "--celery-hostname", node, "--concurrency", str(concurrency),
                 # Its log server would bind every interface: the stack's one serves the running tasks' logs.
                 "--skip-serve-logs",
             ]  # fmt: skip
-            components.append(Component(name.split("@")[0], worker, {}))
+            components.append(Component(component, worker, {}))
     return components
 
 
-def celery_worker_names(settings: Settings) -> list[str]:
-    """The Celery node names of the stack's workers (``worker-1@airloop``, ...): each answers pings by its name."""
-    return [f"worker-{i}@airloop" for i in range(1, settings.celery_workers + 1)]
+def celery_workers(settings: Settings) -> dict[str, str]:
+    """The stack's Celery workers: each one's component name (``worker-1``: its log, its pid) and its Celery node
+    name (``worker-1@airloop``: it answers pings by it)."""
+    return {f"worker-{i}": f"worker-{i}@airloop" for i in range(1, settings.celery_workers + 1)}

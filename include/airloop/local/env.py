@@ -124,9 +124,11 @@ def stack_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         # server excepted: :func:`component_env`).
         for key in SQLITE_CONNECT_ARGS_KEYS:
             defaults[key] = _SQLITE_CONNECT_ARGS
-    if any(key not in env for key in _SECRET_KEYS):
-        stored = _shared_secrets(settings.home)
-        defaults.update({key: stored[name] for key, name in _SECRET_KEYS.items()})
+    # The secrets the environment does not give: generated once into the home's secrets file, then reused.
+    needed = [name for key, name in _SECRET_KEYS.items() if key not in env]
+    if needed:
+        stored = _shared_secrets(settings.home, needed)
+        defaults.update({key: stored[name] for key, name in _SECRET_KEYS.items() if name in needed})
     for key, value in defaults.items():
         env.setdefault(key, value)
 
@@ -332,19 +334,21 @@ def _stored_secrets(home: Path) -> dict[str, str]:
     return stored
 
 
-def _shared_secrets(home: Path) -> dict[str, str]:
+def _shared_secrets(home: Path, needed: list[str]) -> dict[str, str]:
+    """The stored secrets, the ``needed`` ones generated and stored when missing (a secret the environment
+    gives is never generated: a command in a shell without it would sign in with a stale one)."""
     path = _secrets_file(home)
     stored = _stored_secrets(home)
-    wanted = {
+    generators = {
         "jwt_secret": lambda: secrets.token_urlsafe(32),
         "api_secret_key": lambda: secrets.token_urlsafe(32),
         "fernet_key": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "mlflow_service_password": lambda: secrets.token_urlsafe(24),
         "mlflow_secret_key": lambda: secrets.token_urlsafe(32),
     }
-    missing = [name for name in wanted if name not in stored]
+    missing = [name for name in needed if name not in stored]
     if missing:
-        stored.update({name: wanted[name]() for name in missing})
+        stored.update({name: generators[name]() for name in missing})
         home.mkdir(parents=True, exist_ok=True)
         write_private(path, json.dumps(stored, indent=2) + "\n")
     return stored

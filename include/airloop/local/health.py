@@ -72,10 +72,10 @@ def log_server_problem(url: str) -> str | None:
     return None if status else "log-server: does not answer"
 
 
-def celery_workers_problem(env: Mapping[str, str], names: list[str]) -> str | None:
-    """Which of the Celery workers ``names`` does not answer a ping through the broker of ``env`` (Airflow's
-    settings: ``AIRFLOW__CELERY__BROKER_URL`` and its ``AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__*``, a key
-    prefix say); ``None`` when every one answers."""
+def celery_workers_problem(env: Mapping[str, str], workers: Mapping[str, str]) -> str | None:
+    """Which of the Celery ``workers`` (component name: node name) does not answer a ping through the broker of
+    ``env`` (Airflow's settings: ``AIRFLOW__CELERY__BROKER_URL`` and its
+    ``AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__*``, a key prefix say); ``None`` when every one answers."""
     options_prefix = "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__"
     app = Celery(broker=env["AIRFLOW__CELERY__BROKER_URL"], set_as_current=False)
     app.conf.broker_transport_options = {
@@ -84,14 +84,14 @@ def celery_workers_problem(env: Mapping[str, str], names: list[str]) -> str | No
         if key.startswith(options_prefix)
     }
     try:
-        replies = app.control.ping(destination=names, timeout=1.0)
+        replies = app.control.ping(destination=list(workers.values()), timeout=1.0)
     except Exception as exc:  # kombu's connection errors vary by transport
         return f"celery broker: {type(exc).__name__}: {exc}"
     finally:
         app.close()
     answered = {name for reply in replies for name in reply}
-    missing = [name for name in names if name not in answered]
-    return f"{missing[0].split('@')[0]}: does not answer a Celery ping" if missing else None
+    missing = [component for component, node in workers.items() if node not in answered]
+    return f"{missing[0]}: does not answer a Celery ping" if missing else None
 
 
 def _option(value: str) -> Any:

@@ -18,9 +18,7 @@ from mlflow.server.auth.routes import CREATE_USER, GET_USER, UPDATE_USER_PASSWOR
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request, verify_rest_response
 
 from airloop.core.errors import ConfigError
-
-#: MLflow refuses a shorter password (its auth app's rule); Airflow's users share their passwords with MLflow.
-MIN_PASSWORD_LENGTH = 12
+from airloop.core.settings import MIN_PASSWORD_LENGTH
 
 
 def check_readers(service_user: str, readers: Mapping[str, str]) -> None:

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 
 from airloop.core.settings import Settings
 from airloop.local.catcher import AlertCatcher
-from airloop.local.components import SERVERS, Component, celery_worker_names, stack_components
+from airloop.local.components import SERVERS, Component, celery_workers, stack_components
 from airloop.local.env import (
     FAB_AUTH_MANAGER,
     airflow_users,
@@ -528,8 +528,8 @@ class Stack:
             ),
         }
         if self.settings.executor == "celery":
-            names = celery_worker_names(self.settings)
-            checks["celery"] = lambda: celery_workers_problem(self.env, names)
+            workers = celery_workers(self.settings)
+            checks["celery"] = lambda: celery_workers_problem(self.env, workers)
         while True:
             for run in self._running:
                 if run.process.poll() is not None:

@@ -133,6 +133,11 @@ def test_a_login_in_the_environment_wins_over_the_generated_one(airloop_home):
     env = stack_env(airloop_home, given)
     assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == tuple(given.values())
     assert component_env("mlflow", env)["MLFLOW_AUTH_ADMIN_USERNAME"] == "svc-airloop"
+    # None is generated beside it: a command in a shell without the variable is refused, not signed in as a
+    # stale generated login.
+    stored = json.loads((airloop_home.home / "airflow-secrets.json").read_text())
+    assert "mlflow_service_password" not in stored and "fernet_key" in stored
+    assert mlflow_login(airloop_home, {}) == {}
 
 
 def test_a_command_signs_in_with_the_environment_or_the_stack_s_stored_login_and_creates_none(airloop_home):
@@ -194,7 +199,7 @@ def test_the_celery_profile_runs_its_workers_on_the_broker_and_needs_a_postgres_
     import dataclasses
 
     from airloop.core.errors import ConfigError
-    from airloop.local.components import celery_worker_names, stack_components
+    from airloop.local.components import celery_workers, stack_components
 
     celery = dataclasses.replace(
         airloop_home,
@@ -213,10 +218,13 @@ def test_the_celery_profile_runs_its_workers_on_the_broker_and_needs_a_postgres_
     components = {c.name: c.argv for c in stack_components(celery, env)}
     workers = [name for name in components if name.startswith("worker-")]
     assert workers == ["worker-1", "worker-2", "worker-3"]
-    assert celery_worker_names(celery) == ["worker-1@airloop", "worker-2@airloop", "worker-3@airloop"]
+    assert celery_workers(celery) == {f"worker-{i}": f"worker-{i}@airloop" for i in (1, 2, 3)}
     assert components["worker-2"][:3] == ["airflow", "celery", "worker"]
     assert "worker-2@airloop" in components["worker-2"] and "--skip-serve-logs" in components["worker-2"]
-    assert components["worker-2"][components["worker-2"].index("--concurrency") + 1] == "2"  # 8 slots over 3
+    concurrency = [
+        argv[argv.index("--concurrency") + 1] for name, argv in components.items() if name in workers
+    ]
+    assert concurrency == ["3", "3", "2"], "8 slots over 3 workers"
     assert not [arg for argv in components.values() for arg in argv if "pw@" in arg], (
         "the broker URL is secret"
     )
