@@ -1,4 +1,4 @@
-"""Reading a model's validated batches back from the warehouse, into pandas (imported when called)."""
+"""Reading a model's validated batches back from the warehouse, into pandas (in bulk: :mod:`airloop.store.bulk`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from airloop.core.spec import ModelSpec
-from airloop.store.schema import PARTITION, ROW, batches_table
+from airloop.core.spec import ColumnType, ModelSpec
+from airloop.store.bulk import read_rows
+from airloop.store.schema import BATCH_CHECKSUM, LOADED_AT, PARTITION, ROW, batches_table, contract_types
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,8 +26,6 @@ def read_batches(
     engine: Engine, spec: ModelSpec, partitions: Sequence[str], *, order: RowOrder = "delivered"
 ) -> pd.DataFrame:
     """The stored rows of ``partitions``, partition by partition in ``order``, with ``_partition`` and ``_row``."""
-    import pandas as pd
-
     table = batches_table(spec)
     if order == "delivered":
         by = [table.c[PARTITION], table.c[ROW]]
@@ -36,5 +35,7 @@ def read_batches(
         others = [c.name for c in spec.contract.columns if c.name != spec.time_column]
         by = [table.c[PARTITION], table.c[spec.time_column], *(table.c[n] for n in others), table.c[ROW]]
     query = sa.select(table).where(table.c[PARTITION].in_(list(partitions))).order_by(*by)
+    types: dict[str, ColumnType] = {PARTITION: "string", ROW: "integer", **contract_types(spec)}
+    types.update({BATCH_CHECKSUM: "string", LOADED_AT: "timestamp"})
     with engine.connect() as conn:
-        return pd.read_sql(query, conn)
+        return read_rows(conn, query, types)

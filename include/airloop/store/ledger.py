@@ -8,7 +8,6 @@ row), so nothing is ever duplicated; the batch table's key (partition, row) make
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,9 +16,18 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airloop.core.spec import ColumnSpec, ModelSpec
+from airloop.core.spec import ColumnType, ModelSpec
+from airloop.store.bulk import write_rows
 from airloop.store.db import partition_transaction
-from airloop.store.schema import BATCH_CHECKSUM, LOADED_AT, PARTITION, ROW, batches_table, ledger
+from airloop.store.schema import (
+    BATCH_CHECKSUM,
+    LOADED_AT,
+    PARTITION,
+    ROW,
+    batches_table,
+    contract_types,
+    ledger,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,18 +98,16 @@ def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entr
     in one transaction holding the partition's lock (:func:`airloop.store.db.partition_transaction`): two loads
     of one partition never interleave, the second replaces the first whole. Returns the rows written."""
     table = batches_table(spec)
-    rows = _records(frame, spec)
-    loaded_at = datetime.now(UTC)
-    for position, row in enumerate(rows):
-        row.update(
-            {PARTITION: entry.partition, ROW: position, BATCH_CHECKSUM: entry.checksum, LOADED_AT: loaded_at}
-        )
+    constants: dict[str, tuple[ColumnType, Any]] = {
+        PARTITION: ("string", entry.partition),
+        BATCH_CHECKSUM: ("string", entry.checksum),
+        LOADED_AT: ("timestamp", datetime.now(UTC)),
+    }
     with partition_transaction(engine, spec.name, entry.partition) as conn:
         conn.execute(table.delete().where(table.c[PARTITION] == entry.partition))
-        if rows:
-            conn.execute(table.insert(), rows)
-        _upsert(conn, spec.name, replace(entry, status=PASSED, rows=len(rows)))
-    return len(rows)
+        rows = write_rows(conn, table, frame, contract_types(spec), constants, row_number=ROW)
+        _upsert(conn, spec.name, replace(entry, status=PASSED, rows=rows))
+    return rows
 
 
 def record_quarantine(engine: Engine, model: str, entry: LedgerEntry) -> LedgerEntry | None:
@@ -164,27 +170,3 @@ def _entry(row: Any) -> LedgerEntry:
         airflow_run_id=row["airflow_run_id"],
         updated_at=row["updated_at"],
     )
-
-
-def _records(frame: pd.DataFrame, spec: ModelSpec) -> list[dict[str, Any]]:
-    names = [c.name for c in spec.contract.columns]
-    kinds = {c.name: c for c in spec.contract.columns}
-    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
-    for row in rows:
-        for name, value in row.items():
-            row[name] = _python_value(value, kinds[name])
-    return rows
-
-
-def _python_value(value: Any, column: ColumnSpec) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if column.type == "timestamp":
-        return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
-    if column.type == "integer":
-        return int(value)
-    if column.type == "number":
-        return float(value)
-    if column.type == "boolean":
-        return bool(value)
-    return value

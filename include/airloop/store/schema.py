@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airloop.core.spec import ModelSpec
+from airloop.core.spec import ColumnType, ModelSpec
 
 #: The partition key column of a model's batch table.
 PARTITION = "_partition"
@@ -130,6 +130,11 @@ _SQL_TYPES: dict[str, Any] = {
     "timestamp": lambda: sa.DateTime(timezone=True),
     "boolean": sa.Boolean,
 }
+
+
+def contract_types(spec: ModelSpec) -> dict[str, ColumnType]:
+    """The contract's columns and their types, in the contract's order."""
+    return {c.name: c.type for c in spec.contract.columns}
 
 
 def batches_table(spec: ModelSpec, meta: sa.MetaData | None = None) -> sa.Table:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from airloop.core.spec import load_spec
 from airloop.local.demo.replay import day_frame
+from airloop.store.bulk import LoadError
 from airloop.store.db import open_warehouse, sync_table
 from airloop.store.ledger import (
     PASSED,
@@ -86,13 +87,19 @@ def test_failed_write_leaves_the_partition_as_it_was(engine, spec):
     assert ledger_entries(engine, "flights_delay")[0].checksum == "c" * 64
 
 
-def test_a_write_the_database_refuses_rolls_back_rows_and_entry(engine, spec):
+@pytest.mark.parametrize("refused", ["text in a timestamp column", "a key twice"])
+def test_a_write_that_fails_rolls_back_rows_and_entry(engine, spec, refused):
     frame = day_frame(date(2013, 1, 3)).head(10)
     replace_partition(engine, spec, frame, _entry("2013-01-03"))
-    # time_hour is a timestamp: a text value fails inside the transaction, after the old rows were deleted.
-    broken = frame.assign(time_hour=frame["time_hour"].astype(object))
-    broken.loc[4, "time_hour"] = "not a time"
-    with pytest.raises(sa.exc.StatementError):
+    # Each fails inside the transaction, after the old rows were deleted.
+    if refused == "text in a timestamp column":
+        broken = frame.assign(time_hour=frame["time_hour"].astype(object))
+        broken.loc[4, "time_hour"] = "not a time"
+        expected = pytest.raises(LoadError, match="column 'time_hour' cannot be stored as timestamp")
+    else:  # refused by the database: the contract's key is unique within a partition
+        broken = pd.concat([frame, frame.tail(1)], ignore_index=True)
+        expected = pytest.raises(sa.exc.IntegrityError)
+    with expected:
         replace_partition(engine, spec, broken, _entry("2013-01-03", "d" * 64))
     assert partition_row_count(engine, spec, "2013-01-03") == 10
     assert ledger_entries(engine, "flights_delay")[0].checksum == "c" * 64

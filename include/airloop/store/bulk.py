@@ -1,0 +1,184 @@
+"""A batch's rows in and out of the warehouse in bulk, column by column, never a Python dict per row.
+
+PostgreSQL: written by ``COPY ... FROM STDIN`` and read by ``COPY (query) TO STDOUT``, as CSV that Arrow writes and
+parses, typed by the contract; on the caller's connection, so a load stays inside the transaction that replaces
+the partition and writes its ledger row. SQLite: written by the driver's ``executemany`` of tuples in the storage
+format SQLAlchemy's types use (so both write paths read back alike); read through SQLAlchemy.
+
+Values never become SQL text: the query's bound values go through psycopg2's own quoting (``mogrify``), and
+identifiers through the dialect's quoting.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airloop.core.errors import AirloopError
+from airloop.core.spec import ColumnType
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+class LoadError(AirloopError):
+    """A value of the frame its column's contract type cannot hold (the load stops; its transaction rolls back)."""
+
+
+#: Rows per COPY chunk and per executemany: the CSV of one chunk is what a load holds beside the frame.
+CHUNK_ROWS = 100_000
+#: SQLAlchemy's storage format of a ``DateTime`` on SQLite (its ``DATETIME`` type's default): instants in UTC.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def arrow_type(kind: ColumnType) -> pa.DataType:
+    """The Arrow type of a contract type: timestamps are instants in UTC, to the microsecond (the warehouse's)."""
+    import pyarrow as pa
+
+    return {
+        "integer": pa.int64(),
+        "number": pa.float64(),
+        "string": pa.string(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "boolean": pa.bool_(),
+    }[kind]
+
+
+def write_rows(
+    conn: Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    types: dict[str, ColumnType],
+    constants: dict[str, tuple[ColumnType, Any]] | None = None,
+    *,
+    row_number: str | None = None,
+) -> int:
+    """Insert into ``table`` on ``conn`` the ``frame``'s columns that ``types`` names (typed by the contract),
+    with a column of one value for each of ``constants`` (``{name: (type, value)}``) and ``row_number`` (each
+    row's position, from 0); returns the rows written. A value its column's type cannot hold (a fraction in an
+    integer column, text in a timestamp one) raises :class:`LoadError` naming the column; timestamps keep microseconds, as the warehouse does (Python's datetime drops nanoseconds
+    alike)."""
+    data = _arrow_table(frame, types, constants or {}, row_number)
+    types = {**types, **{name: kind for name, (kind, _value) in (constants or {}).items()}}
+    if row_number is not None:
+        types[row_number] = "integer"
+    if conn.dialect.name == "postgresql":
+        _copy_in(conn, table, data)
+    else:
+        _insert_many(conn, table, data, types)
+    return data.num_rows
+
+
+def read_rows(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType]) -> pd.DataFrame:
+    """The rows of ``query`` (its columns those of ``types``, in order), as pandas would read them through
+    SQLAlchemy (``pd.read_sql``): integers with nulls as floats, booleans with nulls as objects, instants as
+    ``datetime64[ns, UTC]``."""
+    if conn.dialect.name != "postgresql":
+        import pandas as pd
+
+        return pd.read_sql(query, conn)
+    return _copy_out(conn, query, types).to_pandas(coerce_temporal_nanoseconds=True)
+
+
+def _arrow_table(
+    frame: pd.DataFrame,
+    types: dict[str, ColumnType],
+    constants: dict[str, tuple[ColumnType, Any]],
+    row_number: str | None,
+) -> pa.Table:
+    import pyarrow as pa
+
+    columns = {}
+    for name, kind in types.items():
+        target = arrow_type(kind)
+        try:
+            column = pa.Array.from_pandas(frame[name])  # NaN, NaT and None all null
+            if column.type != target:
+                # Unchecked for instants (nanoseconds dropped) and integers as numbers (rounded, as float()
+                # does); checked otherwise: 2.5 is no integer, and says so.
+                column = column.cast(target, safe=kind not in ("timestamp", "number"))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise LoadError(f"column {name!r} cannot be stored as {kind}: {exc}") from exc
+        columns[name] = column
+    rows = len(frame)
+    if row_number is not None:
+        columns[row_number] = pa.array(range(rows), type=pa.int64())
+    for name, (kind, value) in constants.items():
+        columns[name] = pa.array([value] * rows, type=arrow_type(kind))
+    return pa.Table.from_arrays(list(columns.values()), names=list(columns))
+
+
+def _copy_in(conn: Connection, table: sa.Table, data: pa.Table) -> None:
+    import pyarrow.csv as pcsv
+
+    preparer = conn.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(name) for name in data.column_names)
+    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN WITH (FORMAT csv)"
+    # Every value quoted, nulls not: CSV's empty field is NULL, a quoted "" the empty string.
+    options = pcsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for batch in data.to_batches(max_chunksize=CHUNK_ROWS):
+            buffer = io.BytesIO()
+            pcsv.write_csv(batch, buffer, options)
+            buffer.seek(0)
+            cursor.copy_expert(statement, buffer)
+    finally:
+        cursor.close()
+
+
+def _copy_out(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType]) -> pa.Table:
+    import pyarrow.csv as pcsv
+
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = conn.connection.driver_connection.cursor()
+    buffer = io.BytesIO()
+    try:
+        cursor.execute("SET LOCAL TIME ZONE 'UTC'")  # instants written as UTC, whatever the server's zone
+        select = cursor.mogrify(str(compiled), compiled.params).decode()
+        cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+    finally:
+        cursor.close()
+    buffer.seek(0)
+    return pcsv.read_csv(
+        buffer,
+        parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types={name: arrow_type(kind) for name, kind in types.items()},
+            # PostgreSQL's CSV: NULL is an empty field, the empty string a quoted one; booleans are t and f.
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+
+
+def _insert_many(conn: Connection, table: sa.Table, data: pa.Table, types: dict[str, ColumnType]) -> None:
+    # The compiled INSERT lists the columns in the table's order: the tuples follow it.
+    data = data.select([column.name for column in table.columns if column.name in data.column_names])
+    statement = str(sa.insert(table).compile(dialect=conn.dialect, column_keys=data.column_names))
+    for batch in data.to_batches(max_chunksize=CHUNK_ROWS):
+        columns = [_sqlite_values(batch.column(i), types[name]) for i, name in enumerate(batch.schema.names)]
+        conn.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+
+
+def _sqlite_values(column: pa.Array, kind: ColumnType) -> Sequence[Any]:
+    """A column as SQLAlchemy's SQLite types store it: instants as UTC text, booleans as 0 and 1."""
+    values = column.to_pylist()
+    if kind == "timestamp":
+        return [None if v is None else _sqlite_datetime(v) for v in values]
+    if kind == "boolean":
+        return [None if v is None else int(v) for v in values]
+    return values
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    return value.strftime(_SQLITE_DATETIME)
