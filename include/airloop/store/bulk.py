@@ -3,7 +3,7 @@
 PostgreSQL: written by ``COPY ... FROM STDIN`` and read by ``COPY (query) TO STDOUT``, as CSV that Arrow writes and
 parses, typed by the contract; on the caller's connection, so a load stays inside the transaction that replaces
 the partition and writes its ledger row. SQLite: written by the driver's ``executemany`` of tuples in the storage
-format SQLAlchemy's types use (so both write paths read back alike); read through SQLAlchemy.
+format SQLAlchemy's types use, and read by the driver's cursor a chunk at a time into Arrow columns.
 
 Values never become SQL text: the query's bound values go through psycopg2's own quoting (``mogrify``), and
 identifiers through the dialect's quoting.
@@ -76,14 +76,11 @@ def write_rows(
 
 
 def read_rows(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType]) -> pd.DataFrame:
-    """The rows of ``query`` (its columns those of ``types``, in order), as pandas would read them through
-    SQLAlchemy (``pd.read_sql``): integers with nulls as floats, booleans with nulls as objects, instants as
-    ``datetime64[ns, UTC]``."""
-    if conn.dialect.name != "postgresql":
-        import pandas as pd
-
-        return pd.read_sql(query, conn)
-    return _copy_out(conn, query, types).to_pandas(coerce_temporal_nanoseconds=True)
+    """The rows of ``query`` (its columns those of ``types``, in order), as pandas reads them through SQLAlchemy
+    (``pd.read_sql``): integers with nulls as floats, booleans with nulls as objects, instants as
+    ``datetime64[ns, UTC]`` (SQLite: in UTC without a zone, as SQLAlchemy reads SQLite's)."""
+    read = _copy_out if conn.dialect.name == "postgresql" else _fetch_sqlite
+    return read(conn, query, types).to_pandas(coerce_temporal_nanoseconds=True)
 
 
 def _arrow_table(
@@ -110,7 +107,7 @@ def _arrow_table(
     if row_number is not None:
         columns[row_number] = pa.array(range(rows), type=pa.int64())
     for name, (kind, value) in constants.items():
-        columns[name] = pa.array([value] * rows, type=arrow_type(kind))
+        columns[name] = pa.repeat(pa.scalar(value, type=arrow_type(kind)), rows)
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
 
@@ -159,6 +156,46 @@ def _copy_out(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnTy
             false_values=["f"],
         ),
     )
+
+
+def _fetch_sqlite(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType]) -> pa.Table:
+    """SQLite's rows, fetched a chunk at a time and turned into Arrow columns; instants stay as SQLAlchemy reads
+    them from SQLite (UTC, without a zone), booleans are booleans."""
+    import pyarrow as pa
+
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    names = list(types)
+    batches = []
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            columns = list(zip(*rows, strict=True))
+            arrays = [
+                _sqlite_column(values, types[name]) for values, name in zip(columns, names, strict=True)
+            ]
+            batches.append(pa.record_batch(arrays, names=names))
+    finally:
+        cursor.close()
+    schema = pa.schema([(name, _sqlite_arrow_type(kind)) for name, kind in types.items()])
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _sqlite_arrow_type(kind: ColumnType) -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.timestamp("us") if kind == "timestamp" else arrow_type(kind)
+
+
+def _sqlite_column(values: Sequence[Any], kind: ColumnType) -> pa.Array:
+    import pyarrow as pa
+
+    if kind == "timestamp":  # SQLAlchemy's text, parsed by Arrow
+        return pa.array(values, type=pa.string()).cast(pa.timestamp("us"))
+    if kind == "boolean":  # stored as 0 and 1
+        return pa.array(values, type=pa.int64()).cast(pa.bool_())
+    return pa.array(values, type=arrow_type(kind))
 
 
 def _insert_many(conn: Connection, table: sa.Table, data: pa.Table, types: dict[str, ColumnType]) -> None:
