@@ -27,15 +27,15 @@ def read_batches(
 ) -> pd.DataFrame:
     """The stored rows of ``partitions``, partition by partition in ``order``, with ``_partition`` and ``_row``."""
     table = batches_table(spec)
-    if order == "delivered":
-        by = [table.c[PARTITION], table.c[ROW]]
-    elif order == "time":
-        by = [table.c[PARTITION], table.c[spec.time_column], table.c[ROW]]
-    else:
-        others = [c.name for c in spec.contract.columns if c.name != spec.time_column]
-        by = [table.c[PARTITION], table.c[spec.time_column], *(table.c[n] for n in others), table.c[ROW]]
-    query = sa.select(table).where(table.c[PARTITION].in_(list(partitions))).order_by(*by)
+    query = sa.select(table).where(table.c[PARTITION].in_(list(partitions)))
     types: dict[str, ColumnType] = {PARTITION: "string", ROW: "integer", **contract_types(spec)}
     types.update({BATCH_CHECKSUM: "string", LOADED_AT: "timestamp"})
+    if order == "content":  # text columns among the keys: the database's collation orders them
+        others = [c.name for c in spec.contract.columns if c.name != spec.time_column]
+        by = [table.c[PARTITION], table.c[spec.time_column], *(table.c[n] for n in others), table.c[ROW]]
+        with engine.connect() as conn:
+            return read_rows(conn, query.order_by(*by), types)
+    # Partition keys (ISO dates), instants and row numbers: sorted by Arrow after the read.
+    sort_by = [PARTITION, ROW] if order == "delivered" else [PARTITION, spec.time_column, ROW]
     with engine.connect() as conn:
-        return read_rows(conn, query, types)
+        return read_rows(conn, query, types, sort_by=sort_by)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -33,8 +32,9 @@ class LoadError(AirloopError):
 
 #: Rows per COPY chunk and per executemany: the CSV of one chunk is what a load holds beside the frame.
 CHUNK_ROWS = 100_000
-#: SQLAlchemy's storage format of a ``DateTime`` on SQLite (its ``DATETIME`` type's default): instants in UTC.
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+#: SQLAlchemy's storage format of a ``DateTime`` on SQLite (its ``DATETIME`` type's default, ``%S.%f``): instants
+#: in UTC. Arrow's ``%S`` of a microsecond timestamp writes the seconds with their 6 fractional digits.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S"
 
 
 def arrow_type(kind: ColumnType) -> pa.DataType:
@@ -75,12 +75,19 @@ def write_rows(
     return data.num_rows
 
 
-def read_rows(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType]) -> pd.DataFrame:
+def read_rows(
+    conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType], *, sort_by: Sequence[str] = ()
+) -> pd.DataFrame:
     """The rows of ``query`` (its columns those of ``types``, in order), as pandas reads them through SQLAlchemy
     (``pd.read_sql``): integers with nulls as floats, booleans with nulls as objects, instants as
-    ``datetime64[ns, UTC]`` (SQLite: in UTC without a zone, as SQLAlchemy reads SQLite's)."""
+    ``datetime64[ns, UTC]`` (SQLite: in UTC without a zone, as SQLAlchemy reads SQLite's). ``sort_by``: columns
+    of numbers, instants or text of one byte order in every collation (ISO dates) to order the rows by, ascending,
+    nulls last (as PostgreSQL's ``ORDER BY``), sorted by Arrow: faster than the database's sort of wide rows."""
     read = _copy_out if conn.dialect.name == "postgresql" else _fetch_sqlite
-    return read(conn, query, types).to_pandas(coerce_temporal_nanoseconds=True)
+    rows = read(conn, query, types)
+    if sort_by:
+        rows = rows.sort_by([(name, "ascending") for name in sort_by])
+    return rows.to_pandas(coerce_temporal_nanoseconds=True)
 
 
 def _arrow_table(
@@ -207,15 +214,20 @@ def _insert_many(conn: Connection, table: sa.Table, data: pa.Table, types: dict[
         conn.exec_driver_sql(statement, list(zip(*columns, strict=True)))
 
 
-def _sqlite_values(column: pa.Array, kind: ColumnType) -> Sequence[Any]:
-    """A column as SQLAlchemy's SQLite types store it: instants as UTC text, booleans as 0 and 1."""
-    values = column.to_pylist()
-    if kind == "timestamp":
-        return [None if v is None else _sqlite_datetime(v) for v in values]
-    if kind == "boolean":
-        return [None if v is None else int(v) for v in values]
+def _sqlite_values(column: pa.Array, kind: ColumnType) -> list[Any]:
+    """A column as SQLAlchemy's SQLite types store it (instants as UTC text, booleans as 0 and 1), as Python
+    values made by numpy and Arrow in bulk, ``None`` for a null."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind == "timestamp":  # "%S" of a microsecond timestamp carries its 6 fractional digits
+        column = pc.strftime(column, format=_SQLITE_DATETIME, locale="C")
+    elif kind == "boolean":
+        column = column.cast(pa.int64())
+    if pa.types.is_string(column.type):
+        return column.to_numpy(zero_copy_only=False).tolist()  # None where null
+    values = column.fill_null(0).to_numpy().tolist()
+    for position in np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)):
+        values[position] = None
     return values
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    return value.strftime(_SQLITE_DATETIME)

@@ -144,3 +144,17 @@ def test_more_rows_than_one_chunk_keep_their_order(engine, monkeypatch):
         read = read_rows(conn, _query(), {"n": "integer", **TYPES})
     assert read["n"].tolist() == list(range(300))
     assert read["s"].fillna("<null>").tolist() == frame["s"].fillna("<null>").tolist()
+
+
+def test_rows_sorted_by_arrow_come_in_the_order_postgresql_s_order_by_gives(engine):
+    frame = _frame(500)  # instants at random, some null; integers at random, some null
+    _write(engine, frame)
+    table = _table()
+    query = sa.select(*(table.c[name] for name in ("n", *TYPES))).where(table.c.k == "p1")
+    types = {"n": "integer", **TYPES}
+    with engine.connect() as conn:
+        sorted_by_arrow = read_rows(conn, query, types, sort_by=["t", "i", "n"])
+        ordered = query.order_by(table.c.t.asc().nulls_last(), table.c.i.asc().nulls_last(), table.c.n)
+        sorted_by_sql = read_rows(conn, ordered, types)
+    assert sorted_by_arrow["n"].tolist() == sorted_by_sql["n"].tolist()
+    assert sorted_by_arrow["n"].tolist() != list(range(500)), "the rows were not in that order already"
