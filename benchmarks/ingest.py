@@ -10,6 +10,7 @@ is that step's alone, ``VmHWM``), one after the other:
 * **airloop validate**: what the ingest task does before loading (find the delivery, check its files, read them,
   validate the frame with the contract's Great Expectations suite and write the result), GX imported before;
 * **airloop load**: the same process goes on to replace the partition and write its ledger row (one transaction);
+  its peak is measured from the RSS after validation (the high-water mark reset through ``/proc/self/clear_refs``);
 * **airloop read**: ``read_batches`` of the partition (``order="time"``, as training reads);
 * anchors, same rows: PostgreSQL's ``COPY ... FROM STDIN`` of a CSV of the rows into a table of the contract's
   columns (the CSV written beforehand, not timed); SQLite: ``sqlite3``'s ``executemany`` of the rows as tuples
@@ -209,6 +210,8 @@ def _airloop(plan: dict[str, Any]) -> dict[str, Any]:
     if not outcome.passed:
         raise SystemExit(f"the day failed validation: {outcome.reason}")
     peak_validate = _peak_mib()
+    # The load's own peak: the high-water mark starts again from the RSS now (Linux's clear_refs, value 5).
+    Path("/proc/self/clear_refs").write_text("5")
     entry = LedgerEntry(PARTITION, PASSED, landed.checksum, validation_result_id=outcome.result_id)
     loaded_rows = replace_partition(engine, ctx.spec, frame, entry)
     loaded = time.perf_counter()
@@ -218,7 +221,8 @@ def _airloop(plan: dict[str, Any]) -> dict[str, Any]:
         "rows": loaded_rows,
         "peak_mib_before": before,
         "peak_mib_validate": peak_validate,
-        "peak_mib": _peak_mib(),
+        "peak_mib_load": _peak_mib(),
+        "peak_mib": max(peak_validate, _peak_mib()),
     }
 
 
@@ -327,7 +331,7 @@ def _report(results: list[dict[str, Any]]) -> None:
         a, rd = r["airloop"], r["read"]
         print(
             f"  {r['backend']:<11}{r['rows']:>10,}  validate {a['peak_mib_validate']:.0f} (before {a['peak_mib_before']:.0f}),"
-            f" + load {a['peak_mib']:.0f}, read {rd['peak_mib']:.0f} (before {rd['peak_mib_before']:.0f}),"
+            f" load {a['peak_mib_load']:.0f} (from the RSS after validation), read {rd['peak_mib']:.0f} (before {rd['peak_mib_before']:.0f}),"
             f" anchor {r['anchor']['peak_mib']:.0f}, pyarrow read {r['pyarrow']['peak_mib']:.0f}; file {r['file_mb']} MB"
         )
     print(

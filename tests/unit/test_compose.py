@@ -231,7 +231,24 @@ def test_each_service_signs_in_to_postgresql_as_its_own_role(compose) -> None:
     [sql_mount] = [m for m in mounts if m.startswith("./deploy/postgres-init.sql:")]
     assert "./deploy/postgres-init.sh:/docker-entrypoint-initdb.d/airloop.sh:ro" in mounts
     assert f"--file {sql_mount.split(':')[1]}" in script
-    assert "--set airflow_role=airflow" in script and "--set mlflow_role=mlflow" in script
+    # What the SQL includes lies beside it in the container too.
+    folder = sql_mount.split(":")[1].rsplit("/", 1)[0]
+    included = re.findall(r"^\\ir (\S+)", (ROOT / "deploy" / "postgres-init.sql").read_text(), re.MULTILINE)
+    assert included and all(f"./deploy/{name}:{folder}/{name}:ro" in mounts for name in included)
+    # Every name the SQL uses, set to the names the services sign in with.
+    names = dict(re.findall(r"--set (\w+)=(\w+)", script))
+    assert names == {
+        "airflow_role": "airflow",
+        "airflow_db": "airflow",
+        "warehouse_db": "warehouse",
+        "mlflow_role": "mlflow",
+        "mlflow_db": "mlflow",
+        "mlflow_auth_db": "mlflow_auth",
+    }
+    assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
+    assert environment["AIRLOOP_WAREHOUSE_URL"].endswith("@postgres:5432/warehouse")
+    assert mlflow["MLFLOW_BACKEND_STORE_URI"].endswith("@postgres:5432/mlflow") and "/mlflow_auth" in auth_ini
+    assert services["postgres"]["healthcheck"]["test"][2:4] == ["-h", "127.0.0.1"], "over TCP, after the init"
     assert not [m for m in mounts if m.endswith(".sql:ro") and "docker-entrypoint-initdb.d" in m]
 
 

@@ -30,12 +30,19 @@ def read_batches(
     query = sa.select(table).where(table.c[PARTITION].in_(list(partitions)))
     types: dict[str, ColumnType] = {PARTITION: "string", ROW: "integer", **contract_types(spec)}
     types.update({BATCH_CHECKSUM: "string", LOADED_AT: "timestamp"})
-    if order == "content":  # text columns among the keys: the database's collation orders them
-        others = [c.name for c in spec.contract.columns if c.name != spec.time_column]
-        by = [table.c[PARTITION], table.c[spec.time_column], *(table.c[n] for n in others), table.c[ROW]]
+    if order == "delivered":
+        sort_by = [PARTITION, ROW]
+    elif order == "time" and types[spec.time_column] in ("timestamp", "integer", "number"):
+        sort_by = [PARTITION, spec.time_column, ROW]
+    else:  # text among the keys: the database's collation orders it
+        time_then = [spec.time_column] + (
+            [c.name for c in spec.contract.columns if c.name != spec.time_column]
+            if order == "content"
+            else []
+        )
+        by = [table.c[PARTITION], *(table.c[n] for n in time_then), table.c[ROW]]
         with engine.connect() as conn:
             return read_rows(conn, query.order_by(*by), types)
-    # Partition keys (ISO dates), instants and row numbers: sorted by Arrow after the read.
-    sort_by = [PARTITION, ROW] if order == "delivered" else [PARTITION, spec.time_column, ROW]
+    # Partition keys (ISO dates), numbers, instants and row numbers: sorted by Arrow after the read.
     with engine.connect() as conn:
         return read_rows(conn, query, types, sort_by=sort_by)

@@ -12,7 +12,9 @@ identifiers through the dialect's quoting.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -50,29 +52,46 @@ def arrow_type(kind: ColumnType) -> pa.DataType:
     }[kind]
 
 
-def write_rows(
-    conn: Connection,
-    table: sa.Table,
+@dataclass(frozen=True)
+class Rows:
+    """Rows ready to write: Arrow columns of the contract's types, and those types."""
+
+    data: pa.Table
+    types: dict[str, ColumnType]
+
+    @property
+    def count(self) -> int:
+        return self.data.num_rows
+
+
+def rows_to_write(
     frame: pd.DataFrame,
     types: dict[str, ColumnType],
     constants: dict[str, tuple[ColumnType, Any]] | None = None,
     *,
     row_number: str | None = None,
-) -> int:
-    """Insert into ``table`` on ``conn`` the ``frame``'s columns that ``types`` names (typed by the contract),
-    with a column of one value for each of ``constants`` (``{name: (type, value)}``) and ``row_number`` (each
-    row's position, from 0); returns the rows written. A value its column's type cannot hold (a fraction in an
-    integer column, text in a timestamp one) raises :class:`LoadError` naming the column; timestamps keep microseconds, as the warehouse does (Python's datetime drops nanoseconds
-    alike)."""
-    data = _arrow_table(frame, types, constants or {}, row_number)
-    types = {**types, **{name: kind for name, (kind, _value) in (constants or {}).items()}}
+) -> Rows:
+    """The ``frame``'s columns that ``types`` names, typed by the contract, with a column of one value for each
+    of ``constants`` (``{name: (type, value)}``) and ``row_number`` (each row's position, from 0). Made before a
+    load takes its lock. A value its column's type cannot hold (a fraction in an integer column, text in a
+    timestamp one, an integer beyond 64 bits) raises :class:`LoadError` naming the column. Instants become UTC
+    and keep microseconds, as the warehouse does (floored, as Python's datetime drops nanoseconds)."""
+    constants = constants or {}
+    data = _arrow_table(frame, types, constants, row_number)
+    types = {**types, **{name: kind for name, (kind, _value) in constants.items()}}
     if row_number is not None:
         types[row_number] = "integer"
+    return Rows(data, types)
+
+
+def write_rows(conn: Connection, table: sa.Table, rows: Rows) -> int:
+    """Insert ``rows`` into ``table`` on ``conn``, inside its transaction; returns the rows written. A database
+    error is SQLAlchemy's, as from any statement (``IntegrityError`` for a key written twice)."""
     if conn.dialect.name == "postgresql":
-        _copy_in(conn, table, data)
+        _copy_in(conn, table, rows.data)
     else:
-        _insert_many(conn, table, data, types)
-    return data.num_rows
+        _insert_many(conn, table, rows.data, rows.types)
+    return rows.count
 
 
 def read_rows(
@@ -80,13 +99,17 @@ def read_rows(
 ) -> pd.DataFrame:
     """The rows of ``query`` (its columns those of ``types``, in order), as pandas reads them through SQLAlchemy
     (``pd.read_sql``): integers with nulls as floats, booleans with nulls as objects, instants as
-    ``datetime64[ns, UTC]`` (SQLite: in UTC without a zone, as SQLAlchemy reads SQLite's). ``sort_by``: columns
-    of numbers, instants or text of one byte order in every collation (ISO dates) to order the rows by, ascending,
-    nulls last (as PostgreSQL's ``ORDER BY``), sorted by Arrow: faster than the database's sort of wide rows."""
-    read = _copy_out if conn.dialect.name == "postgresql" else _fetch_sqlite
-    rows = read(conn, query, types)
+    ``datetime64[ns, UTC]`` (SQLite: in UTC without a zone, as SQLAlchemy reads SQLite's); but a column with no
+    value at all (no rows, or only nulls) keeps its type, where pandas made it ``object``.
+
+    ``sort_by``: columns of numbers, instants or text of one byte order in every collation (ISO dates) to order
+    the rows by, ascending, nulls where the database's ``ORDER BY`` puts them (PostgreSQL: last; SQLite: first),
+    sorted by Arrow: faster than the database's sort of wide rows."""
+    postgresql = conn.dialect.name == "postgresql"
+    rows = (_copy_out if postgresql else _fetch_sqlite)(conn, query, types)
     if sort_by:
-        rows = rows.sort_by([(name, "ascending") for name in sort_by])
+        placement = "at_end" if postgresql else "at_start"
+        rows = rows.sort_by([(name, "ascending") for name in sort_by], null_placement=placement)
     return rows.to_pandas(coerce_temporal_nanoseconds=True)
 
 
@@ -97,17 +120,20 @@ def _arrow_table(
     row_number: str | None,
 ) -> pa.Table:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     columns = {}
     for name, kind in types.items():
         target = arrow_type(kind)
         try:
             column = pa.Array.from_pandas(frame[name])  # NaN, NaT and None all null
+            if kind == "timestamp" and pa.types.is_timestamp(column.type):
+                column = pc.floor_temporal(column, unit="microsecond")  # as datetime drops nanoseconds
             if column.type != target:
-                # Unchecked for instants (nanoseconds dropped) and integers as numbers (rounded, as float()
-                # does); checked otherwise: 2.5 is no integer, and says so.
-                column = column.cast(target, safe=kind not in ("timestamp", "number"))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                # Unchecked for integers as numbers (rounded, as float() does); checked otherwise: 2.5 is no
+                # integer and says so, and no instant loses a digit (they were floored above).
+                column = column.cast(target, safe=kind != "number")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
             raise LoadError(f"column {name!r} cannot be stored as {kind}: {exc}") from exc
         columns[name] = column
     rows = len(frame)
@@ -118,37 +144,52 @@ def _arrow_table(
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
 
+@contextmanager
+def _driver_cursor(conn: Connection, statement: str) -> Iterator[Any]:
+    """The driver's own cursor on ``conn`` (for COPY, which SQLAlchemy does not wrap), its errors raised as
+    SQLAlchemy raises a statement's (``IntegrityError``, ``DataError``, ...), and closed after."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
+
+
 def _copy_in(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     import pyarrow.csv as pcsv
 
     preparer = conn.dialect.identifier_preparer
     names = ", ".join(preparer.quote(name) for name in data.column_names)
-    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN WITH (FORMAT csv)"
+    # Arrow writes UTF-8, whatever the connection's client encoding.
+    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
     # Every value quoted, nulls not: CSV's empty field is NULL, a quoted "" the empty string.
     options = pcsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    cursor = conn.connection.driver_connection.cursor()
-    try:
+    with _driver_cursor(conn, statement) as cursor:
         for batch in data.to_batches(max_chunksize=CHUNK_ROWS):
             buffer = io.BytesIO()
             pcsv.write_csv(batch, buffer, options)
             buffer.seek(0)
             cursor.copy_expert(statement, buffer)
-    finally:
-        cursor.close()
 
 
 def _copy_out(conn: Connection, query: sa.Select[Any], types: dict[str, ColumnType]) -> pa.Table:
     import pyarrow.csv as pcsv
 
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    cursor = conn.connection.driver_connection.cursor()
     buffer = io.BytesIO()
-    try:
-        cursor.execute("SET LOCAL TIME ZONE 'UTC'")  # instants written as UTC, whatever the server's zone
+    with _driver_cursor(conn, str(compiled)) as cursor:
         select = cursor.mogrify(str(compiled), compiled.params).decode()
-        cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
-    finally:
-        cursor.close()
+        # Instants written in UTC, whatever the session's zone; the caller's zone back after the read.
+        cursor.execute("SELECT current_setting('TimeZone')")
+        (zone,) = cursor.fetchone()
+        cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
+        cursor.copy_expert(
+            f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')", buffer
+        )
+        cursor.execute("SELECT set_config('TimeZone', %s, true)", (zone,))
     buffer.seek(0)
     return pcsv.read_csv(
         buffer,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from airloop.core.spec import ColumnType, ModelSpec
-from airloop.store.bulk import write_rows
+from airloop.store.bulk import rows_to_write, write_rows
 from airloop.store.db import partition_transaction
 from airloop.store.schema import (
     BATCH_CHECKSUM,
@@ -103,11 +103,12 @@ def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entr
         BATCH_CHECKSUM: ("string", entry.checksum),
         LOADED_AT: ("timestamp", datetime.now(UTC)),
     }
+    rows = rows_to_write(frame, contract_types(spec), constants, row_number=ROW)  # before the lock
     with partition_transaction(engine, spec.name, entry.partition) as conn:
         conn.execute(table.delete().where(table.c[PARTITION] == entry.partition))
-        rows = write_rows(conn, table, frame, contract_types(spec), constants, row_number=ROW)
-        _upsert(conn, spec.name, replace(entry, status=PASSED, rows=rows))
-    return rows
+        written = write_rows(conn, table, rows)
+        _upsert(conn, spec.name, replace(entry, status=PASSED, rows=written))
+    return written
 
 
 def record_quarantine(engine: Engine, model: str, entry: LedgerEntry) -> LedgerEntry | None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from airloop.store.bulk import LoadError, read_rows, write_rows
+from airloop.store.bulk import LoadError, read_rows, rows_to_write, write_rows
 from airloop.store.db import engine_for
 
 pytestmark = pytest.mark.unit
@@ -57,16 +57,20 @@ def engine(warehouse_url):
     return engine
 
 
+def _rows(frame: pd.DataFrame, key: str = "p1"):
+    constants = {"k": ("string", key), "at": ("timestamp", datetime.now(UTC))}
+    return rows_to_write(frame, TYPES, constants, row_number="n")
+
+
 def _write(engine, frame: pd.DataFrame, key: str = "p1") -> int:
+    rows = _rows(frame, key)
     with engine.begin() as conn:
-        return write_rows(
-            conn,
-            _table(),
-            frame,
-            TYPES,
-            {"k": ("string", key), "at": ("timestamp", datetime.now(UTC))},
-            row_number="n",
-        )
+        return write_rows(conn, _table(), rows)
+
+
+def _count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(_table())).scalar_one()
 
 
 def _query(key: str = "p1") -> sa.Select:
@@ -117,11 +121,11 @@ def test_instants_are_read_in_utc_whatever_the_server_s_time_zone(warehouse_url)
     engine = sa.create_engine(warehouse_url, connect_args={"options": "-c timezone=Asia/Tokyo"})
     _table().create(engine)
     frame = _frame(50)
+    frame.loc[1, "t"] = pd.Timestamp("1850-03-01 08:00:00", tz="UTC")  # Tokyo's offset was +09:18:59 then
     _write(engine, frame)
     with engine.connect() as conn:
         read = read_rows(conn, _query(), {"n": "integer", **TYPES})
-    with engine.connect() as conn:  # the pooled connection again: SET LOCAL ended with the read's transaction
-        assert conn.exec_driver_sql("SHOW timezone").scalar() == "Asia/Tokyo"
+        assert conn.exec_driver_sql("SHOW timezone").scalar() == "Asia/Tokyo", "the caller's zone is back"
     engine.dispose()
     assert read["t"].dt.tz is not None and str(read["t"].dt.tz) == "UTC"
     assert read["t"].dropna().tolist() == frame["t"].dropna().tolist()
@@ -132,8 +136,83 @@ def test_a_value_its_type_cannot_hold_names_the_column_and_writes_nothing(engine
     frame.loc[3, "i"] = 2.5
     with pytest.raises(LoadError, match="column 'i' cannot be stored as integer"):
         _write(engine, frame)
+    beyond = _frame(10).assign(i=lambda f: f["i"].astype(object))
+    beyond.loc[2, "i"] = 2**64
+    with pytest.raises(LoadError, match="column 'i' cannot be stored as integer"):
+        _write(engine, beyond)
+    assert _count(engine) == 0
+
+
+def test_a_key_written_twice_is_sqlalchemy_s_integrity_error_and_the_transaction_rolls_back(engine):
+    _write(engine, _frame(30))
+    table = _table()
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(table.delete())
+        assert write_rows(conn, table, _rows(_frame(30), "p2")) == 30  # written: the failure comes after
+        write_rows(conn, table, _rows(_frame(5), "p2"))  # (k, n) again
+    assert _count(engine) == 30
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(_table())).scalar_one() == 0
+        assert set(conn.execute(sa.select(table.c.k).distinct()).scalars()) == {"p1"}
+
+
+def test_no_rows_and_columns_of_nulls_read_typed(engine):
+    _write(engine, _frame(0))
+    types = {"n": "integer", **TYPES}
+    with engine.connect() as conn:
+        empty = read_rows(conn, _query(), types)
+    assert len(empty) == 0 and list(empty.columns) == list(types)
+    assert empty["f"].dtype == "float64" and empty["s"].dtype == object
+    nulls = _frame(5).assign(i=None, f=None, t=pd.NaT, b=None)
+    _write(engine, nulls, "p2")
+    with engine.connect() as conn:
+        read = read_rows(conn, _query("p2"), types)
+    assert read["i"].isna().all() and read["i"].dtype == "float64"
+    assert read["t"].isna().all() and str(read["t"].dtype).startswith("datetime64[ns")
+    assert read["b"].isna().all() and read["s"].tolist() == nulls["s"].tolist()
+
+
+def test_instants_are_stored_in_utc_floored_to_the_microsecond_from_any_zone(engine):
+    frame = _frame(3)
+    frame["t"] = pd.to_datetime(
+        [
+            "2013-06-01 12:00:00.0000019+02:00",
+            "1969-12-31 23:59:59.9999995+00:00",
+            "1850-03-01 08:00:00+09:19",
+        ],
+        format="ISO8601",
+        utc=True,
+    ).tz_convert("Europe/Berlin")
+    _write(engine, frame)
+    with engine.connect() as conn:
+        read = read_rows(conn, _query(), {"n": "integer", **TYPES})["t"]
+    expected = ["2013-06-01 10:00:00.000001", "1969-12-31 23:59:59.999999", "1850-02-28 22:41:00"]
+    assert [str(v.tz_localize(None) if v.tzinfo else v) for v in read] == expected
+
+
+def test_sqlite_stores_what_sqlalchemy_s_own_types_store(warehouse_url):
+    if not warehouse_url.startswith("sqlite"):
+        pytest.skip("SQLite's storage format")
+    engine = engine_for(warehouse_url)
+    table = _table()
+    table.create(engine)
+    frame = _frame(4)
+    frame["t"] = pd.to_datetime(
+        ["2013-01-03 04:00:00", "2013-01-03 04:00:00.5", None, "2013-01-03"], utc=True, format="ISO8601"
+    )
+    rows = _rows(frame)
+    with engine.begin() as conn:
+        write_rows(conn, table, rows)
+        conn.execute(table.insert(), [{**row, "k": "by-sqlalchemy"} for row in _python_records(rows)])
+    with engine.connect() as conn:
+        raw = conn.exec_driver_sql('SELECT k, n, i, f, s, t, b, "at" FROM bulk_rows ORDER BY k, n').all()
+    ours, theirs = raw[4:], raw[:4]  # "by-sqlalchemy" sorts before "p1"
+    assert [row[1:] for row in ours] == [row[1:] for row in theirs]
+    assert ours[0][5] == "2013-01-03 04:00:00.000000"
+
+
+def _python_records(rows) -> list[dict]:
+    """The rows as the values SQLAlchemy's own insert takes (what the per-row path gave it)."""
+    return rows.data.to_pylist()
 
 
 def test_more_rows_than_one_chunk_keep_their_order(engine, monkeypatch):
@@ -146,7 +225,7 @@ def test_more_rows_than_one_chunk_keep_their_order(engine, monkeypatch):
     assert read["s"].fillna("<null>").tolist() == frame["s"].fillna("<null>").tolist()
 
 
-def test_rows_sorted_by_arrow_come_in_the_order_postgresql_s_order_by_gives(engine):
+def test_rows_sorted_by_arrow_come_in_the_order_of_the_database_s_order_by(engine):
     frame = _frame(500)  # instants at random, some null; integers at random, some null
     _write(engine, frame)
     table = _table()
@@ -154,7 +233,7 @@ def test_rows_sorted_by_arrow_come_in_the_order_postgresql_s_order_by_gives(engi
     types = {"n": "integer", **TYPES}
     with engine.connect() as conn:
         sorted_by_arrow = read_rows(conn, query, types, sort_by=["t", "i", "n"])
-        ordered = query.order_by(table.c.t.asc().nulls_last(), table.c.i.asc().nulls_last(), table.c.n)
+        ordered = query.order_by(table.c.t, table.c.i, table.c.n)  # nulls where the database puts them
         sorted_by_sql = read_rows(conn, ordered, types)
     assert sorted_by_arrow["n"].tolist() == sorted_by_sql["n"].tolist()
     assert sorted_by_arrow["n"].tolist() != list(range(500)), "the rows were not in that order already"

@@ -38,11 +38,11 @@ def spec():
 
 
 @pytest.fixture
-def engine(tmp_path, spec):
-    engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
+def engine(warehouse_url, spec):
+    """The warehouse on SQLite and on PostgreSQL, in turn."""
+    engine = open_warehouse(warehouse_url)
     sync_table(engine, batches_table(spec))
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def _entry(partition: str, checksum: str = "c" * 64, **changes) -> LedgerEntry:
@@ -91,7 +91,8 @@ def test_failed_write_leaves_the_partition_as_it_was(engine, spec):
 def test_a_write_that_fails_rolls_back_rows_and_entry(engine, spec, refused):
     frame = day_frame(date(2013, 1, 3)).head(10)
     replace_partition(engine, spec, frame, _entry("2013-01-03"))
-    # Each fails inside the transaction, after the old rows were deleted.
+    # Text where an instant belongs is refused before the load takes its lock; a key written twice by the
+    # database, inside the transaction, after the old rows were deleted.
     if refused == "text in a timestamp column":
         broken = frame.assign(time_hour=frame["time_hour"].astype(object))
         broken.loc[4, "time_hour"] = "not a time"
