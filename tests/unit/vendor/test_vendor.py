@@ -94,6 +94,65 @@ def test_gx_type_family_passes_parametrised_dtypes_and_refuses_a_float_integer(t
     assert refused.failures == ["column 'delay': type float64, expected integer"]
 
 
+def _comparable(result_path: str) -> list[dict]:
+    """Each expectation's type, kwargs, success and result, from a written GX result."""
+    result = json.loads(open(result_path).read())
+    return [
+        {
+            "type": r["expectation_config"]["type"],
+            "kwargs": r["expectation_config"]["kwargs"],
+            "success": r["success"],
+            "result": r["result"],
+            "exception": r["exception_info"].get("raised_exception"),
+        }
+        for r in result["results"]
+    ]
+
+
+def test_gx_column_metrics_on_their_own_columns_give_what_gx_gives_on_the_whole_batch(tmp_path, monkeypatch):
+    from great_expectations.execution_engine import PandasExecutionEngine
+
+    from airloop.core.spec import load_spec
+    from airloop.ingest.validation import validate_frame
+    from airloop.local.demo.replay import day_frame
+    from airloop.vendor.gx import gx
+
+    gx()  # the wrapper in place
+    narrowed = PandasExecutionEngine.get_domain_records
+    gx_own = narrowed.__wrapped__
+    assert list(inspect.signature(gx_own).parameters) == ["self", "domain_kwargs"]
+    spec = load_spec(os.path.join(os.path.dirname(__file__), "../../../config/models/flights_delay.yaml"))
+    frame = day_frame(date(2013, 1, 3)).head(400)
+    # A failure of every kind the contract checks: a value out of range, one not allowed, nulls where none may
+    # be, a key twice, a column of the wrong type.
+    frame.loc[[3, 9], "distance"] = 0
+    frame.loc[5, "carrier"] = "ZZ"
+    frame.loc[[7, 8], "origin"] = None
+    frame.loc[11, ["carrier", "flight", "time_hour"]] = frame.loc[
+        10, ["carrier", "flight", "time_hour"]
+    ].values
+    frame["minute"] = frame["minute"].astype(float) + 0.5
+    widths: list[tuple[str, int]] = []
+
+    def spy(self, domain_kwargs):
+        data = narrowed(self, domain_kwargs=domain_kwargs)
+        widths.append(("column" in domain_kwargs or "column_list" in domain_kwargs, data.shape[1]))
+        return data
+
+    monkeypatch.setattr(PandasExecutionEngine, "get_domain_records", spy)
+    ours = validate_frame(frame, spec, batch_key="2013-01-03", results_dir=tmp_path / "ours")
+    monkeypatch.setattr(PandasExecutionEngine, "get_domain_records", gx_own)
+    theirs = validate_frame(frame, spec, batch_key="2013-01-03", results_dir=tmp_path / "theirs")
+    assert len(ours.failures) >= 5 and ours.failures == theirs.failures
+    assert ours.statistics == theirs.statistics
+    assert _comparable(ours.result_path) == _comparable(theirs.result_path)
+    narrowed_widths = {width for is_column, width in widths if is_column}
+    assert narrowed_widths <= {1, 3} and 1 in narrowed_widths, "a column's metrics saw its own column only"
+    assert {width for is_column, width in widths if not is_column} == {frame.shape[1]}, (
+        "tables see every column"
+    )
+
+
 # -- Evidently ----------------------------------------------------------------------------------------------------
 
 
