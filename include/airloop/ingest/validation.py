@@ -126,6 +126,7 @@ def validate_frame(
     earlier validations, from any process, are kept (see :func:`airloop.ingest.data_docs.publish`).
     """
     gx_ = gx()
+    df = arrow_strings(df, spec)
     run_time = datetime.now(UTC)
     result_id = _result_id(spec.name, batch_key, run_time)
     suite = build_suite(spec)
@@ -178,6 +179,29 @@ def validate_frame(
         statistics=_statistics(result_dict.get("statistics", {})),
         result_path=str(result_path),
     )
+
+
+def arrow_strings(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """``df`` with each contract string column whose values are all text (or null) held as Arrow strings: the
+    same values, whose type, nulls and characters are then checked in bulk (an ``object`` column is checked value
+    by value, in Python). A column holding anything but text stays as it is, for the type check to name. The
+    caller's frame is not changed."""
+    import pandas as pd
+
+    names = [
+        c.name
+        for c in spec.contract.columns
+        if c.type == "string"
+        and c.name in df.columns
+        and df[c.name].dtype == object
+        and pd.api.types.infer_dtype(df[c.name], skipna=True) == "string"
+    ]
+    if not names:
+        return df
+    converted = df.copy(deep=False)
+    for name in names:
+        converted[name] = df[name].astype("string[pyarrow]")
+    return converted
 
 
 def outside_failures(df: pd.DataFrame, spec: ModelSpec, interval: tuple[datetime, datetime]) -> list[str]:

@@ -432,3 +432,34 @@ def test_values_of_a_timestamp_column_that_are_no_time_are_named_with_their_rows
     ]
     parsed = frame.assign(time_hour=pd.to_datetime(["2013-01-02T05:00:00Z"] * 5, utc=True))
     assert unparsed_time_failures(parsed, spec) == []
+
+
+def test_text_columns_are_checked_in_bulk_with_the_same_results_and_the_caller_s_frame_unchanged(
+    spec, tmp_path, monkeypatch
+):
+    import airloop.ingest.validation as validation
+
+    frame = _frame(12)
+    frame.loc[1, "carrier"] = "ZZ"
+    frame.loc[4, "carrier"] = None
+    frame.loc[6, "carrier"] = "A\x00A"
+    bulk = validation.arrow_strings(frame, spec)
+    assert str(bulk["carrier"].dtype) == "string" and frame["carrier"].dtype == object
+    assert bulk["carrier"].isna().tolist() == frame["carrier"].isna().tolist()
+    mixed = frame.assign(carrier=_one_int_among_strings(frame["carrier"]))
+    assert validation.arrow_strings(mixed, spec)["carrier"].dtype == object, (
+        "not all text: left for the type check"
+    )
+
+    in_bulk = _validate(frame, spec, tmp_path / "bulk")
+    monkeypatch.setattr(validation, "arrow_strings", lambda df, spec: df)
+    by_value = _validate(frame, spec, tmp_path / "by-value")
+    assert in_bulk.failures == by_value.failures and len(in_bulk.failures) == 3, in_bulk.failures
+    assert in_bulk.statistics == by_value.statistics
+    results = [json.loads(Path(o.result_path).read_text())["results"] for o in (in_bulk, by_value)]
+    for ours, theirs in zip(*results, strict=True):
+        assert ours["success"] == theirs["success"]
+        observed = ours["result"].get("observed_value")
+        if observed in ("string", "object"):  # the type check names the dtype it saw
+            continue
+        assert ours["result"] == theirs["result"], ours["expectation_config"]["type"]
