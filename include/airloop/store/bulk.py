@@ -146,8 +146,8 @@ def _arrow_table(
 
 @contextmanager
 def _driver_cursor(conn: Connection, statement: str) -> Iterator[Any]:
-    """The driver's own cursor on ``conn`` (for COPY, which SQLAlchemy does not wrap), its errors raised as
-    SQLAlchemy raises a statement's (``IntegrityError``, ``DataError``, ...), and closed after."""
+    """The driver's own cursor on ``conn`` (for COPY, which SQLAlchemy does not wrap, and SQLite's chunked
+    fetch), its errors raised as SQLAlchemy raises a statement's (``IntegrityError``, ``DataError``, ...), and closed after."""
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.driver_connection.cursor()
     try:
@@ -215,8 +215,7 @@ def _fetch_sqlite(conn: Connection, query: sa.Select[Any], types: dict[str, Colu
     params = [compiled.params[name] for name in compiled.positiontup or ()]
     names = list(types)
     batches = []
-    cursor = conn.connection.driver_connection.cursor()
-    try:
+    with _driver_cursor(conn, str(compiled)) as cursor:
         cursor.execute(str(compiled), params)
         while rows := cursor.fetchmany(CHUNK_ROWS):
             columns = list(zip(*rows, strict=True))
@@ -224,8 +223,6 @@ def _fetch_sqlite(conn: Connection, query: sa.Select[Any], types: dict[str, Colu
                 _sqlite_column(values, types[name]) for values, name in zip(columns, names, strict=True)
             ]
             batches.append(pa.record_batch(arrays, names=names))
-    finally:
-        cursor.close()
     schema = pa.schema([(name, _sqlite_arrow_type(kind)) for name, kind in types.items()])
     return pa.Table.from_batches(batches, schema=schema)
 
