@@ -200,7 +200,14 @@ def arrow_strings(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
         return df
     converted = df.copy(deep=False)
     for name in names:
-        converted[name] = df[name].astype("string[pyarrow]")
+        try:
+            converted[name] = df[name].astype("string[pyarrow]")
+        except (
+            UnicodeError,
+            ValueError,
+            TypeError,
+        ):  # text Arrow cannot hold (a lone surrogate): checked as is
+            continue
     return converted
 
 

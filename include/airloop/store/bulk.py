@@ -128,7 +128,10 @@ def _arrow_table(
         try:
             column = pa.Array.from_pandas(frame[name])  # NaN, NaT and None all null
             if kind == "timestamp" and pa.types.is_timestamp(column.type):
-                column = pc.floor_temporal(column, unit="microsecond")  # as datetime drops nanoseconds
+                # Floored in UTC (a zone's repeated hour is ambiguous to Arrow), as datetime drops nanoseconds.
+                if column.type.tz is not None:
+                    column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+                column = pc.floor_temporal(column, unit="microsecond")
             if column.type != target:
                 # Unchecked for integers as numbers (rounded, as float() does); checked otherwise: 2.5 is no
                 # integer and says so, and no instant loses a digit (they were floored above).

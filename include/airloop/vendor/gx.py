@@ -10,11 +10,14 @@
 * **Contexts built from a config.** An ephemeral context with in-memory stores, optionally file stores and a Data
   Docs site (``DataContextConfig``, ``InMemoryStoreBackendDefaults``: GX's configuration classes).
 * **A column's metrics on that column.** GX 1.x's pandas engine hands every column metric the whole batch
-  (``PandasExecutionEngine.get_domain_records``), and each map metric then drops the column's nulls by a boolean
-  mask over every column: a copy of the whole frame per expectation (at a million rows of 30 columns, most of a
-  validation's time). :func:`narrow_column_domains` wraps that method to hand a column (or column list, or pair)
-  domain its own columns only, after GX's own filtering: the same rows, values and index, so every count and
-  example is the same; any other domain gets what GX gives.
+  (``PandasExecutionEngine.get_domain_records``), and its map metrics then drop the column's nulls by a boolean
+  mask over every column: copies of the whole frame per expectation. :func:`narrow_column_domains` wraps that
+  method to hand a column (or column list, or pair) domain its own columns only, after GX's own filtering: the
+  same rows, values and index, so every count and example is the same; any other domain gets what GX gives. GX's
+  unexpected-values metric asks for a table domain and still copies the whole frame once per expectation (at a
+  million rows of 30 columns, under cProfile, the narrowing took a validation from 16.2 s to 12.7 s; the rest of
+  the gain came from ``arrow_strings``). Installed for the process: GX's ``unexpected_index_column_names`` and
+  ``include_unexpected_rows`` options, which airloop does not use, would see the domain's columns only.
 
 ``tests/unit/vendor/test_vendor.py`` pins all three. GX (3-5 s to import) is imported on first use.
 """

@@ -463,3 +463,11 @@ def test_text_columns_are_checked_in_bulk_with_the_same_results_and_the_caller_s
         if observed in ("string", "object"):  # the type check names the dtype it saw
             continue
         assert ours["result"] == theirs["result"], ours["expectation_config"]["type"]
+
+
+def test_text_arrow_cannot_hold_is_checked_as_it_is(spec):
+    from airloop.ingest.validation import arrow_strings
+
+    frame = _frame(3)
+    frame.loc[1, "carrier"] = "A\ud800"  # a lone surrogate: text to Python, not to Arrow
+    assert arrow_strings(frame, spec)["carrier"].dtype == object

@@ -189,6 +189,19 @@ def test_instants_are_stored_in_utc_floored_to_the_microsecond_from_any_zone(eng
     assert [str(v.tz_localize(None) if v.tzinfo else v) for v in read] == expected
 
 
+def test_an_instant_in_a_zone_s_repeated_hour_is_stored(engine):
+    frame = _frame(2)
+    repeated = pd.Timestamp("2013-11-03 06:30:00.0000007", tz="UTC")  # 01:30 in New York, twice that night
+    frame["t"] = pd.Series([repeated, repeated + pd.Timedelta(hours=1)]).dt.tz_convert("America/New_York")
+    _write(engine, frame)
+    with engine.connect() as conn:
+        read = read_rows(conn, _query(), {"n": "integer", **TYPES})["t"]
+    assert [str(v.tz_localize(None) if v.tzinfo else v) for v in read] == [
+        "2013-11-03 06:30:00",
+        "2013-11-03 07:30:00",
+    ]
+
+
 def test_sqlite_stores_what_sqlalchemy_s_own_types_store(warehouse_url):
     if not warehouse_url.startswith("sqlite"):
         pytest.skip("SQLite's storage format")
