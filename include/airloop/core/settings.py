@@ -54,6 +54,9 @@ class Settings:
     #: How many Celery worker processes the local stack runs (``executor: celery``); ``parallelism`` task slots
     #: are shared among them.
     celery_workers: int = 2
+    #: A delivery of Parquet files holding more rows than this is validated and loaded a chunk of this many rows
+    #: at a time (its memory bounded by the chunk, not the day); a smaller one is read whole.
+    ingest_chunk_rows: int = 100_000
 
     @property
     def data_docs_dir(self) -> Path:
@@ -91,6 +94,7 @@ _FIELDS = {
     "executor": str,
     "celery_broker_url": str,
     "celery_workers": int,
+    "ingest_chunk_rows": int,
 }
 #: Settings a settings file written before they existed may leave out.
 _DEFAULTS = {
@@ -99,6 +103,7 @@ _DEFAULTS = {
     "executor": "local",
     "celery_broker_url": "redis://127.0.0.1:6379/0",
     "celery_workers": 2,
+    "ingest_chunk_rows": 100_000,
 }
 EXECUTORS = ("local", "celery")
 #: The shortest password of a person's login (setting ``airflow_users``): MLflow's auth app refuses shorter ones,
@@ -140,6 +145,10 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         raise ConfigError(
             f"{path}: setting 'celery_workers' must be at least 1, got {values['celery_workers']}"
         )
+    if values["ingest_chunk_rows"] < 1:
+        raise ConfigError(
+            f"{path}: setting 'ingest_chunk_rows' must be at least 1, got {values['ingest_chunk_rows']}"
+        )
     home = _resolve(root, values["home"], home=None)
 
     def path_of(key: str) -> Path:
@@ -167,6 +176,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         executor=values["executor"],
         celery_broker_url=values["celery_broker_url"],
         celery_workers=values["celery_workers"],
+        ingest_chunk_rows=values["ingest_chunk_rows"],
     )
 
 

@@ -1,7 +1,9 @@
 """The ingestion stage: validate a landed partition, then load it or quarantine it.
 
-:func:`ingest_partition` validates and loads a passed partition in one call, reading its files once (what the
-ingest DAG's ``ingest_batch`` task runs); :func:`quarantine_partition` keeps a failed one.
+:func:`ingest_partition` validates and loads a passed partition in one call (what the ingest DAG's
+``ingest_batch`` task runs), reading its files once, or, for a Parquet delivery of more rows than the
+``ingest_chunk_rows`` setting, twice, a chunk at a time (:func:`validate_partition`, then :func:`load_partition`);
+:func:`quarantine_partition` keeps a failed one.
 Each step takes the model's context and hands on a typed contract (:class:`~airloop.core.contracts.Verdict`,
 :class:`~airloop.core.contracts.Loaded`, :class:`~airloop.core.contracts.Quarantined`).
 """
@@ -9,6 +11,7 @@ Each step takes the model's context and hands on a typed contract (:class:`~airl
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +20,17 @@ from airloop.core.errors import SourceError
 from airloop.core.events import QuarantinePayload
 from airloop.core.files import write_json
 from airloop.core.partitions import partition_interval
-from airloop.ingest.landing import PartitionFiles, file_problems, find_delivery, keep_entry, read_partition
-from airloop.ingest.validation import outcome_from_failures, validate_frame
+from airloop.ingest.landing import (
+    ParquetChunks,
+    PartitionFiles,
+    UnreadableChunk,
+    file_problems,
+    find_delivery,
+    keep_entry,
+    parquet_chunks,
+    read_partition,
+)
+from airloop.ingest.validation import outcome_from_failures, validate_chunks
 from airloop.model.context import ModelContext
 from airloop.store.db import sync_table
 from airloop.store.events import record_event
@@ -32,55 +44,87 @@ if TYPE_CHECKING:
 def ingest_partition(
     ctx: ModelContext, partition: str, *, run_id: str | None = None
 ) -> tuple[Verdict, Loaded | None]:
-    """Validate a landed partition and, if it passed, load the rows just validated (the files are read once).
-    Returns the verdict and what was loaded (``None``: the partition failed and awaits quarantine)."""
-    verdict, frame = _validated(ctx, partition)
-    if not verdict.passed or frame is None:
+    """Validate a landed partition and, if it passed, load the rows just validated. Returns the verdict and what
+    was loaded (``None``: the partition failed and awaits quarantine).
+
+    A delivery read whole is read once, its frame validated and loaded. A Parquet delivery of more rows than the
+    ``ingest_chunk_rows`` setting is validated a chunk at a time, then read again a chunk at a time into the
+    load's transaction, which commits only if the files still hold what was validated (their checksum)."""
+    verdict, rows = validate_partition(ctx, partition)
+    if not verdict.passed or rows is None:
         return verdict, None
-    return verdict, _load_frame(ctx, verdict, frame, run_id)
+    return verdict, load_partition(ctx, verdict, rows, run_id=run_id)
 
 
-def _validated(ctx: ModelContext, partition: str) -> tuple[Verdict, pd.DataFrame | None]:
-    """The verdict on a landed partition, and its rows as read (``None`` when its files could not be read)."""
+def validate_partition(
+    ctx: ModelContext, partition: str
+) -> tuple[Verdict, pd.DataFrame | ParquetChunks | None]:
+    """The verdict on a landed partition, and its rows as read, or the chunks to read them by (``None`` when its
+    files could not be read)."""
     spec, config = ctx.spec, ctx.settings
     landed = find_delivery(spec, ctx.landing, partition)
     problems = file_problems(spec, landed)
-    frame = None
+    rows: pd.DataFrame | ParquetChunks | None = None
     if not problems:
-        frame, problems = read_partition(spec, landed)
-    if problems or frame is None:
+        rows, problems = parquet_chunks(spec, landed, config.ingest_chunk_rows)
+        if rows is None and not problems:
+            rows, problems = read_partition(spec, landed)
+    if problems or rows is None:
         outcome = outcome_from_failures(spec, partition, problems)
-        rows = None
+        count = None
     else:
-        outcome = validate_frame(
-            frame,
-            spec,
-            batch_key=partition,
-            results_dir=config.reports_dir / "validations",
-            data_docs_dir=config.data_docs_dir,
-            interval=partition_interval(partition, spec.schedule),
-        )
-        rows = len(frame)
+        try:
+            outcome = validate_chunks(
+                rows.frames() if isinstance(rows, ParquetChunks) else [rows],
+                spec,
+                batch_key=partition,
+                results_dir=config.reports_dir / "validations",
+                data_docs_dir=config.data_docs_dir,
+                interval=partition_interval(partition, spec.schedule),
+                key_columns=rows.frames if isinstance(rows, ParquetChunks) else None,
+            )
+            count = rows.rows if isinstance(rows, ParquetChunks) else len(rows)
+        except UnreadableChunk as exc:
+            outcome, count = outcome_from_failures(spec, partition, [str(exc)]), None
     verdict = Verdict(
         model=spec.name,
         partition=partition,
         passed=outcome.passed,
-        rows=rows,
+        rows=count,
         checksum=landed.checksum,
         files=[f.name for f in landed.files],
         validation_result_id=outcome.result_id,
         validation_result_path=outcome.result_path,
         failures=outcome.failures,
     )
-    return verdict, frame
+    return verdict, rows
 
 
-def _load_frame(ctx: ModelContext, verdict: Verdict, frame: pd.DataFrame, run_id: str | None) -> Loaded:
-    """Replace the partition with ``frame`` (the rows that passed) and record it in the ledger, in one transaction."""
+def load_partition(
+    ctx: ModelContext, verdict: Verdict, rows: pd.DataFrame | ParquetChunks, *, run_id: str | None = None
+) -> Loaded:
+    """Replace the partition with the rows that passed (:func:`validate_partition`'s) and record it in the
+    ledger, in one transaction; chunks are read again into it, and it commits only if the files still hold what
+    was validated."""
     spec = ctx.spec
     sync_table(ctx.warehouse, batches_table(spec))
-    rows = replace_partition(ctx.warehouse, spec, frame, _ledger_entry(verdict, PASSED, run_id=run_id))
-    return Loaded(model=spec.name, partition=verdict.partition, rows=rows, table=spec.batches_table)
+    entry = _ledger_entry(verdict, PASSED, run_id=run_id)
+    written = replace_partition(
+        ctx.warehouse,
+        spec,
+        _chunks_as_validated(ctx, verdict, rows) if isinstance(rows, ParquetChunks) else rows,
+        entry,
+    )
+    return Loaded(model=spec.name, partition=verdict.partition, rows=written, table=spec.batches_table)
+
+
+def _chunks_as_validated(
+    ctx: ModelContext, verdict: Verdict, chunks: ParquetChunks
+) -> Iterator[pd.DataFrame]:
+    """The chunks read again for the load; after the last, a check that the files still hold what was validated
+    (raised inside the load's transaction, it rolls the load back)."""
+    yield from chunks.frames()
+    _unchanged_since_validation(ctx, verdict)
 
 
 def quarantine_partition(ctx: ModelContext, verdict: Verdict, *, run_id: str | None = None) -> Quarantined:

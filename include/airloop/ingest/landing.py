@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -328,6 +328,127 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
     if problems:
         return None, problems
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], []
+
+
+@dataclass(frozen=True)
+class ParquetChunks:
+    """A delivery of Parquet files read a chunk of rows at a time, in delivery order (files in name order, rows in
+    file order): each chunk a frame as :func:`read_partition` makes one, indexed by its rows' positions in the
+    delivery. Iterating again reads the files again."""
+
+    spec: ModelSpec
+    landed: PartitionFiles
+    rows: int
+    chunk_rows: int
+
+    def frames(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The chunks (of ``columns`` only, if given). A file that fails while read raises
+        :class:`UnreadableChunk`, naming it."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        zone = self.spec.contract.timezone
+        left = self._times_left_as_read()
+        wanted = set(columns) if columns is not None else None
+        timestamps = [
+            c.name
+            for c in self.spec.contract.columns
+            if c.type == "timestamp" and c.name not in left and (wanted is None or c.name in wanted)
+        ]
+        offset = 0
+        for name, file in self.landed.data_files():
+            try:
+                parquet = pq.ParquetFile(file)
+                schema = parquet.schema_arrow
+                if columns is not None:
+                    schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+                batches = parquet.iter_batches(batch_size=self.chunk_rows, columns=columns)
+                while (batch := next(batches, None)) is not None:
+                    # As pd.read_parquet reads a file: a table with the file's schema (its pandas metadata).
+                    frame = pa.Table.from_batches([batch], schema=schema).to_pandas()
+                    frame.index = pd.RangeIndex(offset, offset + len(frame))
+                    offset += len(frame)
+                    yield parse_timestamps(plain_values(frame), timestamps, zone)
+            except (OSError, pa.ArrowException) as exc:
+                raise UnreadableChunk(
+                    f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    def _times_left_as_read(self) -> set[str]:
+        """The timestamp columns that :func:`parse_timestamps` would leave as read in the whole delivery (text that
+        is no time, local times the zone cannot place), found by reading each such column alone first: a column
+        that does not parse whole stays as read in every chunk, as in a whole read, for the type check to name.
+        Columns the files hold as instants need no look."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        wanted = [c.name for c in self.spec.contract.columns if c.type == "timestamp"]
+        left: set[str] = set()
+        for name, file in self.landed.data_files():
+            parquet = pq.ParquetFile(file)
+            schema = parquet.schema_arrow
+            columns = [
+                c
+                for c in wanted
+                if c not in left
+                and c in schema.names
+                and not (pa.types.is_timestamp(schema.field(c).type) and schema.field(c).type.tz is not None)
+            ]
+            if not columns:
+                continue
+            try:
+                for batch in parquet.iter_batches(batch_size=self.chunk_rows, columns=columns):
+                    frame = parse_timestamps(
+                        plain_values(batch.to_pandas()), columns, self.spec.contract.timezone
+                    )
+                    left |= {c for c in columns if not isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
+            except (OSError, pa.ArrowException) as exc:
+                raise UnreadableChunk(
+                    f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"
+                ) from exc
+        return left
+
+
+class UnreadableChunk(SourceError):
+    """A file of a delivery read in chunks failed part-way (the message names it)."""
+
+
+def parquet_chunks(
+    spec: ModelSpec, landed: PartitionFiles, chunk_rows: int
+) -> tuple[ParquetChunks | None, list[str]]:
+    """The delivery as chunks of ``chunk_rows`` rows when every data file is Parquet and they hold more rows than
+    that (``None`` otherwise: :func:`read_partition` reads it whole), with what its files' footers already tell:
+    a file whose rows differ from its manifest's count, or whose columns differ from the first file's (the same
+    problems :func:`read_partition` names). A file whose footer cannot be read is left to
+    :func:`read_partition`, which names it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = landed.data_files()
+    if not files or any(_SUFFIXES.get(file.suffix.lower()) != "parquet" for _name, file in files):
+        return None, []
+    footers = []
+    try:
+        for name, file in files:
+            parquet = pq.ParquetFile(file)
+            columns = list(parquet.schema_arrow.empty_table().to_pandas().columns)
+            footers.append((name, parquet.metadata.num_rows, columns))
+    except (OSError, pa.ArrowException):
+        return None, []
+    rows = sum(count for _name, count, _columns in footers)
+    if rows <= chunk_rows:
+        return None, []
+    manifest, _problems = _manifest(spec, landed)
+    problems = []
+    first = (footers[0][0], footers[0][2])
+    for name, count, columns in footers:
+        if manifest is not None and (wrong := row_problem(manifest, name, count)):
+            problems.append(wrong)
+        if (differ := _columns_differ(first, name, columns)) is not None:
+            problems.append(differ)
+    return ParquetChunks(spec, landed, rows, chunk_rows), problems
 
 
 def _columns_differ(first: tuple[str, list[str]], name: str, columns: list[str]) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airloop.core.files import write_json
 from airloop.core.spec import ColumnSpec, ColumnType, ModelSpec
+from airloop.ingest.chunk_results import KEY_CHECK, KeyDuplicates, key_result, merge_results
 from airloop.ingest.data_docs import publish
 from airloop.vendor.gx import context as gx_context
 from airloop.vendor.gx import gx
@@ -45,6 +47,8 @@ _TYPE_LISTS: dict[ColumnType, tuple[str, ...]] = {
     "boolean": ("bool_", "BooleanDtype"),
 }
 _MAX_EXAMPLES = 3
+#: How many bad values a check of airloop's own keeps to pick its distinct examples from.
+_EXAMPLE_POOL = 50
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
@@ -86,23 +90,37 @@ def build_suite(spec: ModelSpec) -> Any:
     row count lies within ``row_count``. Per column: its type, not-null unless ``nullable``, ``min``/``max`` and
     ``allowed`` (both with ``mostly``).
     """
+    return _suite(spec, spec.name, table_checks=True)
+
+
+def _suite(spec: ModelSpec, name: str, *, table_checks: bool) -> Any:
+    """The contract's suite; without ``table_checks``, its checks of columns only (what one chunk of a batch
+    validated in chunks is checked by)."""
     gx_ = gx()
     gxe = gx_.expectations
     contract = spec.contract
-    expectations: list[Any] = [
-        gxe.ExpectTableColumnsToMatchSet(
-            column_set=[c.name for c in contract.columns], exact_match=not contract.allow_extra_columns
-        ),
-        gxe.ExpectTableRowCountToBeBetween(
-            min_value=contract.row_count.min, max_value=contract.row_count.max
-        ),
-    ]
-    if contract.key:
-        expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(contract.key)))
+    expectations: list[Any] = []
+    if table_checks:
+        expectations += [
+            gxe.ExpectTableColumnsToMatchSet(
+                column_set=[c.name for c in contract.columns], exact_match=not contract.allow_extra_columns
+            ),
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=contract.row_count.min, max_value=contract.row_count.max
+            ),
+        ]
+        if contract.key:
+            expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(contract.key)))
     for column in contract.columns:
         expectations.extend(_column_expectations(gx_, column))
     meta = {"model": spec.name, "contract_digest": _contract_digest(spec)}
-    return gx_.gx.ExpectationSuite(name=spec.name, expectations=expectations, meta=meta)
+    return gx_.gx.ExpectationSuite(name=name, expectations=expectations, meta=meta)
+
+
+def _key_suite(spec: ModelSpec) -> Any:
+    gx_ = gx()
+    check = gx_.expectations.ExpectCompoundColumnsToBeUnique(column_list=list(spec.contract.key))
+    return gx_.gx.ExpectationSuite(name=f"{spec.name}-key", expectations=[check])
 
 
 def _contract_digest(spec: ModelSpec) -> str:
@@ -125,32 +143,93 @@ def validate_frame(
     ``data_docs_dir``, the batch's page is added to the Data Docs site there and its index rebuilt; pages of
     earlier validations, from any process, are kept (see :func:`airloop.ingest.data_docs.publish`).
     """
+    return validate_chunks(
+        [df],
+        spec,
+        batch_key=batch_key,
+        results_dir=results_dir,
+        data_docs_dir=data_docs_dir,
+        interval=interval,
+    )
+
+
+def validate_chunks(
+    chunks: Iterable[pd.DataFrame],
+    spec: ModelSpec,
+    *,
+    batch_key: str,
+    results_dir: Path,
+    data_docs_dir: Path | None = None,
+    interval: tuple[datetime, datetime] | None = None,
+    key_columns: Callable[[list[str]], Iterable[pd.DataFrame]] | None = None,
+) -> ValidationOutcome:
+    """Validate a batch given as chunks of rows (each indexed by its rows' positions in the batch), holding one
+    chunk at a time: the same verdict, failures and kept result as :func:`validate_frame` of the whole batch
+    (:mod:`airloop.ingest.chunk_results`). One chunk is validated as the whole batch it is. ``key_columns(names)``
+    reads the batch again, those columns only, for rows whose key hash repeats (needed for more than one chunk
+    when the contract has a key)."""
     gx_ = gx()
-    df = arrow_strings(df, spec)
     run_time = datetime.now(UTC)
     result_id = _result_id(spec.name, batch_key, run_time)
-    suite = build_suite(spec)
-
     context = gx_context()
     data = context.data_sources.add_pandas(spec.name).add_dataframe_asset(spec.name)
     batch_definition = data.add_batch_definition_whole_dataframe(_safe(batch_key))
-    suite = context.suites.add(suite)
-    definition = context.validation_definitions.add(
-        gx_.gx.ValidationDefinition(name=result_id, data=batch_definition, suite=suite)
-    )
-    result = definition.run(
-        batch_parameters={"dataframe": df},
-        result_format="SUMMARY",
-        run_id=gx_.RunIdentifier(run_name=batch_key, run_time=run_time),
-    )
 
+    def runner(suite: Any, name: str) -> Callable[[pd.DataFrame], Any]:
+        definition = context.validation_definitions.add(
+            gx_.gx.ValidationDefinition(name=name, data=batch_definition, suite=context.suites.add(suite))
+        )
+        run_id = gx_.RunIdentifier(run_name=batch_key, run_time=run_time)
+        return lambda frame: definition.run(
+            batch_parameters={"dataframe": frame}, result_format="SUMMARY", run_id=run_id
+        )
+
+    chunks = iter(chunks)
+    first_chunk = arrow_strings(next(chunks), spec)
+    own = _OwnChecks(spec, interval)
+    own.add(first_chunk, offset=0)
+    # Every row's key is hashed, in case more chunks follow (a few milliseconds for a day of a thousand rows); a
+    # key column missing is the columns check's failure, with no key to check.
+    key = list(spec.contract.key or [])
+    keys = KeyDuplicates(key) if key and set(key) <= set(first_chunk.columns) else None
+    if keys is not None:
+        keys.add(first_chunk)
+    result = runner(build_suite(spec), result_id)(first_chunk)
     result_dict = result.to_json_dict()
+    rows = len(first_chunk)
+    nan_columns = _float_columns(first_chunk)
+    del first_chunk
+    later = []
+    check_chunk = None
+    for chunk in chunks:
+        chunk = arrow_strings(chunk, spec)
+        check_chunk = check_chunk or runner(
+            _suite(spec, f"{spec.name}-columns", table_checks=False), f"{result_id}-columns"
+        )
+        own.add(chunk, offset=rows)
+        if keys is not None:
+            keys.add(chunk)
+        later.append(check_chunk(chunk).to_json_dict())
+        nan_columns |= _float_columns(chunk)
+        rows += len(chunk)
+        del chunk
+    if later:  # a batch in chunks: its table checks are the batch's
+        key_item = None
+        if keys is not None:
+            if key_columns is None:
+                raise ValueError(
+                    "a batch in chunks whose contract has a key needs key_columns to read it again"
+                )
+            template = next(i for i in result_dict["results"] if i["expectation_config"]["type"] == KEY_CHECK)
+            candidates = keys.candidates(key_columns(keys.key))
+            confirmed = None
+            if candidates is not None:
+                check_keys = runner(_key_suite(spec), f"{result_id}-key")
+                confirmed = check_keys(candidates).to_json_dict()["results"][0]
+            key_item = key_result(template, confirmed, rows=rows, missing=keys.missing)
+        result_dict = merge_results(result_dict, later, rows=rows, key_item=key_item, nan_columns=nan_columns)
     failures = _describe_failures(result_dict, spec)
-    unstorable = (
-        unparsed_time_failures(df, spec)
-        + nul_failures(df, spec)
-        + (outside_failures(df, spec, interval) if interval else [])
-    )
+    unstorable = own.failures()
     result.meta["airloop"] = {"result_id": result_id, "model": spec.name, "batch_key": batch_key}
     if unstorable:
         # Checks of airloop's own (no GX expectation holds them): the kept result and its Data Docs page must not
@@ -163,12 +242,12 @@ def validate_frame(
     write_json(result_path, result_dict)
     if data_docs_dir is not None:
         key = gx_.ValidationResultIdentifier(
-            expectation_suite_identifier=gx_.ExpectationSuiteIdentifier(name=suite.name),
+            expectation_suite_identifier=gx_.ExpectationSuiteIdentifier(name=spec.name),
             run_id=result.meta["run_id"],
             batch_identifier=result.batch_id,
         )
         publish(gx_, build_suite(spec), key, result_dict, Path(data_docs_dir))
-    passed = bool(result.success) and not unstorable
+    passed = bool(result_dict["success"]) and not unstorable
     failures += unstorable
     if not passed and not failures:
         failures = ["validation failed; see the result JSON"]
@@ -179,6 +258,10 @@ def validate_frame(
         statistics=_statistics(result_dict.get("statistics", {})),
         result_path=str(result_path),
     )
+
+
+def _float_columns(frame: pd.DataFrame) -> set[str]:
+    return {str(name) for name, dtype in frame.dtypes.items() if dtype.kind == "f"}
 
 
 def arrow_strings(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -211,78 +294,125 @@ def arrow_strings(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return converted
 
 
-def outside_failures(df: pd.DataFrame, spec: ModelSpec, interval: tuple[datetime, datetime]) -> list[str]:
-    """Rows whose time column lies outside the partition's data interval ``[start, end)``, widened by the
-    contract's ``partition_tolerance_hours``: a whole other day delivered as this one, or mixed into it. Counted and
-    named with the first examples; a time column that is not instants is left to the type check."""
-    import pandas as pd
-
-    column = spec.time_column
-    if column not in df.columns or not isinstance(df[column].dtype, pd.DatetimeTZDtype):
-        return []
-    tolerance = pd.Timedelta(hours=spec.contract.partition_tolerance_hours)
-    start, end = pd.Timestamp(interval[0]) - tolerance, pd.Timestamp(interval[1]) + tolerance
-    times = df[column]
-    outside = (times < start) | (times >= end)
-    if not outside.any():
-        return []
-    examples = list(dict.fromkeys(t.isoformat() for t in times[outside].head(50)))[:_MAX_EXAMPLES]
-    widened = f" widened by {spec.contract.partition_tolerance_hours:g} h" if tolerance else ""
-    return [
-        f"column '{column}': {int(outside.sum())} row(s) outside the partition's interval "
-        f"[{interval[0].isoformat()}, {interval[1].isoformat()}){widened}, e.g. {examples!r}"
-    ]
+def own_failures(
+    df: pd.DataFrame, spec: ModelSpec, interval: tuple[datetime, datetime] | None = None
+) -> list[str]:
+    """airloop's own checks of one frame (see :class:`_OwnChecks`)."""
+    checks = _OwnChecks(spec, interval)
+    checks.add(df, offset=0)
+    return checks.failures()
 
 
-def unparsed_time_failures(df: pd.DataFrame, spec: ModelSpec) -> list[str]:
-    """Values of a timestamp column that are no time at all (``"soon"``), named with their rows: the type check
-    only says the column is not all times, and its examples are the values that did parse."""
-    import pandas as pd
+@dataclass
+class _Tally:
+    """Bad values of one column found by one of airloop's own checks, counted over a batch's chunks: how many,
+    the first rows (their positions in the batch) and the first values, as text."""
 
-    failures = []
-    for column in spec.contract.columns:
-        if column.type != "timestamp" or column.name not in df.columns or df[column.name].dtype != object:
-            continue
-        values = df[column.name]
-        parsed = pd.Series(
-            [
-                pd.to_datetime(v, errors="coerce", format="ISO8601", utc=True) if isinstance(v, str) else v
-                for v in values
-            ],
-            index=values.index,
-            dtype=object,
-        )
-        bad = (parsed.isna() & values.notna()).to_numpy(dtype=bool)
-        if bad.any():
-            rows = [int(i) for i in bad.nonzero()[0][:_MAX_EXAMPLES]]
-            examples = list(dict.fromkeys(values[bad].astype(str).head(50)))[:_MAX_EXAMPLES]
+    count: int = 0
+    rows: list[int] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def add(self, bad: Any, values: pd.Series, offset: int, text: Callable[[Any], str]) -> None:
+        found = int(bad.sum())
+        if not found:
+            return
+        self.count += found
+        if len(self.rows) < _MAX_EXAMPLES:
+            self.rows += [offset + int(i) for i in bad.nonzero()[0][: _MAX_EXAMPLES - len(self.rows)]]
+        if len(self.values) < _EXAMPLE_POOL:
+            self.values += [text(v) for v in values[bad].head(_EXAMPLE_POOL - len(self.values))]
+
+    def examples(self) -> list[str]:
+        """The first distinct values among the first bad ones."""
+        return list(dict.fromkeys(self.values))[:_MAX_EXAMPLES]
+
+    def where(self) -> str:
+        return f"_row {', '.join(map(str, self.rows))}{', ...' if self.count > len(self.rows) else ''}"
+
+
+class _OwnChecks:
+    """Checks of airloop's own, which no GX expectation holds, taken chunk by chunk:
+
+    * values of a timestamp column that are no time at all (``"soon"``), named with their rows: the type check only
+      says the column is not all times, and its examples are the values that did parse;
+    * string values holding a NUL character, naming the first rows: PostgreSQL cannot store them in text (its
+      load would fail after validation passed), and a batch must mean the same on every warehouse, so none gets
+      them (GX has no check for a character in any position; this is one pass of pandas' string search);
+    * rows whose time column lies outside the partition's data interval ``[start, end)``, widened by the
+      contract's ``partition_tolerance_hours``: a whole other day delivered as this one, or mixed into it (a time
+      column that is not instants is left to the type check).
+    """
+
+    def __init__(self, spec: ModelSpec, interval: tuple[datetime, datetime] | None) -> None:
+        self.spec = spec
+        self.interval = interval
+        self.unparsed: dict[str, _Tally] = {}
+        self.nul: dict[str, _Tally] = {}
+        self.outside = _Tally()
+
+    def add(self, df: pd.DataFrame, offset: int) -> None:
+        """Check a chunk whose first row is the batch's row ``offset``."""
+        import pandas as pd
+
+        for column in self.spec.contract.columns:
+            if column.name not in df.columns:
+                continue
+            values = df[column.name]
+            if column.type == "timestamp" and values.dtype == object:
+                parsed = pd.Series(
+                    [
+                        pd.to_datetime(v, errors="coerce", format="ISO8601", utc=True)
+                        if isinstance(v, str)
+                        else v
+                        for v in values
+                    ],
+                    index=values.index,
+                    dtype=object,
+                )
+                bad = (parsed.isna() & values.notna()).to_numpy(dtype=bool)
+                self.unparsed.setdefault(column.name, _Tally()).add(bad, values, offset, str)
+            elif column.type == "string":
+                try:
+                    holds = values.str.contains("\x00", regex=False, na=False).to_numpy(dtype=bool)
+                except AttributeError:
+                    continue  # not text at all: the type check names it
+                self.nul.setdefault(column.name, _Tally()).add(holds, values, offset, str)
+        time = self.spec.time_column
+        if self.interval and time in df.columns and isinstance(df[time].dtype, pd.DatetimeTZDtype):
+            start, end = self._bounds()
+            times = df[time]
+            outside = ((times < start) | (times >= end)).to_numpy(dtype=bool)
+            self.outside.add(outside, times, offset, lambda t: t.isoformat())
+
+    def _bounds(self) -> tuple[Any, Any]:
+        import pandas as pd
+
+        assert self.interval is not None
+        tolerance = pd.Timedelta(hours=self.spec.contract.partition_tolerance_hours)
+        return pd.Timestamp(self.interval[0]) - tolerance, pd.Timestamp(self.interval[1]) + tolerance
+
+    def failures(self) -> list[str]:
+        """One line per column that failed a check: the unparsed times, the NUL characters, the rows outside."""
+        failures = [
+            f"column '{name}': {tally.count} value(s) not a time, e.g. {tally.examples()!r} ({tally.where()})"
+            for name, tally in self.unparsed.items()
+            if tally.count
+        ]
+        failures += [
+            f"column '{name}': {tally.count} value(s) hold a NUL character, which the warehouse cannot store "
+            f"({tally.where()})"
+            for name, tally in self.nul.items()
+            if tally.count
+        ]
+        if self.outside.count and self.interval:
+            hours = self.spec.contract.partition_tolerance_hours
+            widened = f" widened by {hours:g} h" if hours else ""
             failures.append(
-                f"column '{column.name}': {int(bad.sum())} value(s) not a time, e.g. {examples!r} "
-                f"(_row {', '.join(map(str, rows))}{', ...' if bad.sum() > len(rows) else ''})"
+                f"column '{self.spec.time_column}': {self.outside.count} row(s) outside the partition's interval "
+                f"[{self.interval[0].isoformat()}, {self.interval[1].isoformat()}){widened}, "
+                f"e.g. {self.outside.examples()!r}"
             )
-    return failures
-
-
-def nul_failures(df: pd.DataFrame, spec: ModelSpec) -> list[str]:
-    """String values holding a NUL character, one line per column naming the first rows (their ``_row``, the
-    position in the delivery): PostgreSQL cannot store them in text (its load would fail after validation passed),
-    and a batch must mean the same on every warehouse, so none gets them. Great Expectations has no check for a character in any position; this is one pass of
-    pandas' string search per string column."""
-    failures = []
-    for column in spec.contract.columns:
-        if column.type != "string" or column.name not in df.columns:
-            continue
-        try:
-            holds = df[column.name].str.contains("\x00", regex=False, na=False).to_numpy(dtype=bool)
-        except AttributeError:
-            continue  # not text at all: the type check names it
-        if holds.any():
-            rows = [int(i) for i in holds.nonzero()[0][:_MAX_EXAMPLES]]
-            failures.append(
-                f"column '{column.name}': {int(holds.sum())} value(s) hold a NUL character, which the warehouse "
-                f"cannot store (_row {', '.join(map(str, rows))}{', ...' if holds.sum() > len(rows) else ''})"
-            )
-    return failures
+        return failures
 
 
 def outcome_from_failures(spec: ModelSpec, batch_key: str, failures: list[str]) -> ValidationOutcome:

@@ -70,14 +70,15 @@ def rows_to_write(
     constants: dict[str, tuple[ColumnType, Any]] | None = None,
     *,
     row_number: str | None = None,
+    first_row: int = 0,
 ) -> Rows:
     """The ``frame``'s columns that ``types`` names, typed by the contract, with a column of one value for each
-    of ``constants`` (``{name: (type, value)}``) and ``row_number`` (each row's position, from 0). Made before a
-    load takes its lock. A value its column's type cannot hold (a fraction in an integer column, text in a
+    of ``constants`` (``{name: (type, value)}``) and ``row_number`` (each row's position, from ``first_row``).
+    Made before a load takes its lock. A value its column's type cannot hold (a fraction in an integer column, text in a
     timestamp one, an integer beyond 64 bits) raises :class:`LoadError` naming the column. Instants become UTC
     and keep microseconds, as the warehouse does (floored, as Python's datetime drops nanoseconds)."""
     constants = constants or {}
-    data = _arrow_table(frame, types, constants, row_number)
+    data = _arrow_table(frame, types, constants, row_number, first_row)
     types = {**types, **{name: kind for name, (kind, _value) in constants.items()}}
     if row_number is not None:
         types[row_number] = "integer"
@@ -118,6 +119,7 @@ def _arrow_table(
     types: dict[str, ColumnType],
     constants: dict[str, tuple[ColumnType, Any]],
     row_number: str | None,
+    first_row: int = 0,
 ) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -141,7 +143,7 @@ def _arrow_table(
         columns[name] = column
     rows = len(frame)
     if row_number is not None:
-        columns[row_number] = pa.array(range(rows), type=pa.int64())
+        columns[row_number] = pa.array(range(first_row, first_row + rows), type=pa.int64())
     for name, (kind, value) in constants.items():
         columns[name] = pa.repeat(pa.scalar(value, type=arrow_type(kind)), rows)
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))

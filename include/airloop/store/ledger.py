@@ -8,7 +8,7 @@ row), so nothing is ever duplicated; the batch table's key (partition, row) make
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -93,20 +93,32 @@ def record_batch(engine: Engine, model: str, entry: LedgerEntry) -> None:
         _upsert(conn, model, entry)
 
 
-def replace_partition(engine: Engine, spec: ModelSpec, frame: pd.DataFrame, entry: LedgerEntry) -> int:
-    """Replace a partition's rows with ``frame`` (each row's ``_row`` its position in it) and record ``entry``,
-    in one transaction holding the partition's lock (:func:`airloop.store.db.partition_transaction`): two loads
-    of one partition never interleave, the second replaces the first whole. Returns the rows written."""
+def replace_partition(
+    engine: Engine, spec: ModelSpec, rows: pd.DataFrame | Iterator[pd.DataFrame], entry: LedgerEntry
+) -> int:
+    """Replace a partition's rows with ``rows`` and record ``entry``, in one transaction holding the partition's
+    lock (:func:`airloop.store.db.partition_transaction`): two loads of one partition never interleave, the second
+    replaces the first whole. ``rows``: a frame (each row's ``_row`` its position in it), typed before the lock is
+    taken; or chunks of one (each row's ``_row`` its position in all of them), each typed and written in turn
+    inside the transaction, so a partition larger than memory loads a chunk at a time (a chunk that cannot be
+    stored, or an error of the iterator, rolls the whole load back). Returns the rows written."""
     table = batches_table(spec)
     constants: dict[str, tuple[ColumnType, Any]] = {
         PARTITION: ("string", entry.partition),
         BATCH_CHECKSUM: ("string", entry.checksum),
         LOADED_AT: ("timestamp", datetime.now(UTC)),
     }
-    rows = rows_to_write(frame, contract_types(spec), constants, row_number=ROW)  # before the lock
+    types = contract_types(spec)
+    ready = None if isinstance(rows, Iterator) else rows_to_write(rows, types, constants, row_number=ROW)
     with partition_transaction(engine, spec.name, entry.partition) as conn:
         conn.execute(table.delete().where(table.c[PARTITION] == entry.partition))
-        written = write_rows(conn, table, rows)
+        if ready is not None:
+            written = write_rows(conn, table, ready)
+        else:
+            written = 0
+            for chunk in rows:  # type: ignore[union-attr]
+                chunk_rows = rows_to_write(chunk, types, constants, row_number=ROW, first_row=written)
+                written += write_rows(conn, table, chunk_rows)
         _upsert(conn, spec.name, replace(entry, status=PASSED, rows=written))
     return written
 

@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 
 from airloop.core.spec import ModelSpec, load_spec
-from airloop.ingest.validation import ValidationOutcome, build_suite, outcome_from_failures, validate_frame
+from airloop.ingest.validation import (
+    ValidationOutcome,
+    build_suite,
+    outcome_from_failures,
+    own_failures,
+    validate_frame,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -421,17 +427,15 @@ def test_a_failure_of_airloops_own_checks_is_in_the_kept_result_too(spec, tmp_pa
 
 
 def test_values_of_a_timestamp_column_that_are_no_time_are_named_with_their_rows():
-    from airloop.ingest.validation import unparsed_time_failures
-
     spec = load_spec(Path(__file__).resolve().parents[3] / "config" / "models" / "flights_delay.yaml")
     frame = pd.DataFrame(
         {"time_hour": ["2013-01-02T05:00:00Z", "soon", None, "2013-01-02 07:00", "13/45/2013"]}
     )
-    assert unparsed_time_failures(frame, spec) == [
+    assert own_failures(frame, spec) == [
         "column 'time_hour': 2 value(s) not a time, e.g. ['soon', '13/45/2013'] (_row 1, 4)"
     ]
     parsed = frame.assign(time_hour=pd.to_datetime(["2013-01-02T05:00:00Z"] * 5, utc=True))
-    assert unparsed_time_failures(parsed, spec) == []
+    assert own_failures(parsed, spec) == []
 
 
 def test_text_columns_are_checked_in_bulk_with_the_same_results_and_the_caller_s_frame_unchanged(
