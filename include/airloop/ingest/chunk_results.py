@@ -43,16 +43,16 @@ class KeyDuplicates:
         self._positions: list[Any] = []
         self.missing = 0
 
-    def add(self, chunk: pd.DataFrame) -> None:
-        """Take in a chunk (its index: its rows' positions in the batch)."""
+    def add(self, chunk: pd.DataFrame, offset: int) -> None:
+        """Take in a chunk whose first row is the batch's row ``offset``."""
+        import numpy as np
         import pandas as pd
 
-        keys = chunk[self.key]
+        keys = _comparable(chunk[self.key])
         present = keys.notna().any(axis=1).to_numpy()
         self.missing += int((~present).sum())
-        keys = keys[present]
-        self._hashes.append(pd.util.hash_pandas_object(keys, index=False).to_numpy())
-        self._positions.append(keys.index.to_numpy(dtype="int64"))
+        self._hashes.append(pd.util.hash_pandas_object(keys[present], index=False).to_numpy())
+        self._positions.append(np.arange(offset, offset + len(chunk), dtype="int64")[present])
 
     def repeated(self) -> Any:
         """The positions of the rows whose key hash repeats, in batch order (empty: every key is unique)."""
@@ -66,16 +66,42 @@ class KeyDuplicates:
         return np.concatenate(self._positions)[chosen]
 
     def candidates(self, chunks: Iterable[pd.DataFrame]) -> pd.DataFrame | None:
-        """The rows whose key hash repeats, their key columns taken from ``chunks`` (the batch read again, each
-        chunk indexed by position), in batch order; ``None`` when no hash repeats."""
+        """The rows whose key hash repeats, their key columns taken from ``chunks`` (the batch read again, in the
+        same chunks), indexed by position in batch order; ``None`` when no hash repeats."""
         import pandas as pd
 
         positions = self.repeated()
         if not len(positions):
             return None
-        wanted = pd.Index(positions)
-        picked = [chunk.loc[chunk.index.intersection(wanted), self.key] for chunk in chunks]
-        return pd.concat(picked)
+        picked, offset = [], 0
+        for chunk in chunks:
+            inside = positions[(positions >= offset) & (positions < offset + len(chunk))]
+            if len(inside):
+                rows = chunk[self.key].iloc[inside - offset]
+                picked.append(rows.set_axis(pd.Index(inside), axis=0))
+            offset += len(chunk)
+        return pd.concat(picked) if picked else None
+
+
+def _comparable(keys: pd.DataFrame) -> pd.DataFrame:
+    """Key columns in one form per kind of value, whatever type each chunk holds them in (files of one delivery
+    may differ: int32 and int64, times in ms and in ns, with a zone or not): numbers as float64, times as float64
+    nanoseconds since the epoch in UTC, anything else as text. Values that compare equal hash equal; a few more may
+    (floats round), which GX's own check then tells apart."""
+    import pandas as pd
+
+    columns = {}
+    for name in keys.columns:
+        values = keys[name]
+        if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+            utc = values.dt.tz_convert("UTC") if isinstance(values.dtype, pd.DatetimeTZDtype) else values
+            nanos = utc.dt.as_unit("ns").astype("int64").astype("float64")
+            columns[name] = nanos.where(values.notna())
+        elif pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+            columns[name] = values.astype("float64")
+        else:
+            columns[name] = values.astype("object")
+    return pd.DataFrame(columns, index=keys.index)
 
 
 def merge_results(

@@ -370,16 +370,16 @@ class ParquetChunks:
                     frame.index = pd.RangeIndex(offset, offset + len(frame))
                     offset += len(frame)
                     yield parse_timestamps(plain_values(frame), timestamps, zone)
-            except (OSError, pa.ArrowException) as exc:
+            except Exception as exc:  # noqa: BLE001 - any reader error is a property of the received file
                 raise UnreadableChunk(
                     f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"
                 ) from exc
 
     def _times_left_as_read(self) -> set[str]:
-        """The timestamp columns that :func:`parse_timestamps` would leave as read in the whole delivery (text that
-        is no time, local times the zone cannot place), found by reading each such column alone first: a column
-        that does not parse whole stays as read in every chunk, as in a whole read, for the type check to name.
-        Columns the files hold as instants need no look."""
+        """The timestamp columns that :func:`read_partition` would leave as read (text that is no time, local times
+        the zone cannot place): it parses each file's column whole, so each file's column is read alone and parsed
+        whole here too (one column, not the file), and a column any file leaves as read stays as read in every
+        chunk, for the type check to name. Columns the files hold as instants need no look."""
         import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -387,27 +387,27 @@ class ParquetChunks:
         wanted = [c.name for c in self.spec.contract.columns if c.type == "timestamp"]
         left: set[str] = set()
         for name, file in self.landed.data_files():
-            parquet = pq.ParquetFile(file)
-            schema = parquet.schema_arrow
-            columns = [
-                c
-                for c in wanted
-                if c not in left
-                and c in schema.names
-                and not (pa.types.is_timestamp(schema.field(c).type) and schema.field(c).type.tz is not None)
-            ]
-            if not columns:
-                continue
             try:
-                for batch in parquet.iter_batches(batch_size=self.chunk_rows, columns=columns):
-                    frame = parse_timestamps(
-                        plain_values(batch.to_pandas()), columns, self.spec.contract.timezone
+                parquet = pq.ParquetFile(file)
+                schema = parquet.schema_arrow
+                columns = [
+                    c
+                    for c in wanted
+                    if c not in left
+                    and c in schema.names
+                    and not (
+                        pa.types.is_timestamp(schema.field(c).type) and schema.field(c).type.tz is not None
                     )
-                    left |= {c for c in columns if not isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
-            except (OSError, pa.ArrowException) as exc:
+                ]
+                if not columns:
+                    continue
+                frame = parquet.read(columns=columns).to_pandas()
+            except Exception as exc:  # noqa: BLE001 - any reader error is a property of the received file
                 raise UnreadableChunk(
                     f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"
                 ) from exc
+            frame = parse_timestamps(plain_values(frame), columns, self.spec.contract.timezone)
+            left |= {c for c in columns if not isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
         return left
 
 
@@ -421,9 +421,8 @@ def parquet_chunks(
     """The delivery as chunks of ``chunk_rows`` rows when every data file is Parquet and they hold more rows than
     that (``None`` otherwise: :func:`read_partition` reads it whole), with what its files' footers already tell:
     a file whose rows differ from its manifest's count, or whose columns differ from the first file's (the same
-    problems :func:`read_partition` names). A file whose footer cannot be read is left to
-    :func:`read_partition`, which names it."""
-    import pyarrow as pa
+    problems :func:`read_partition` names). A file whose footer cannot be read is named at once, whatever the
+    delivery's size (no chunks, no whole read)."""
     import pyarrow.parquet as pq
 
     files = landed.data_files()
@@ -435,8 +434,9 @@ def parquet_chunks(
             parquet = pq.ParquetFile(file)
             columns = list(parquet.schema_arrow.empty_table().to_pandas().columns)
             footers.append((name, parquet.metadata.num_rows, columns))
-    except (OSError, pa.ArrowException):
-        return None, []
+    except Exception as exc:  # noqa: BLE001 - any reader error is a property of the received file
+        # Named at once: a whole read would load every other file before it reached this one.
+        return None, [f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"]
     rows = sum(count for _name, count, _columns in footers)
     if rows <= chunk_rows:
         return None, []

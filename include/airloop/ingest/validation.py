@@ -185,7 +185,11 @@ def validate_chunks(
         )
 
     chunks = iter(chunks)
-    first_chunk = arrow_strings(next(chunks), spec)
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError(f"{batch_key}: no chunk of rows to validate")
+    first_chunk = arrow_strings(first, spec)
+    del first
     own = _OwnChecks(spec, interval)
     own.add(first_chunk, offset=0)
     # Every row's key is hashed, in case more chunks follow (a few milliseconds for a day of a thousand rows); a
@@ -193,7 +197,7 @@ def validate_chunks(
     key = list(spec.contract.key or [])
     keys = KeyDuplicates(key) if key and set(key) <= set(first_chunk.columns) else None
     if keys is not None:
-        keys.add(first_chunk)
+        keys.add(first_chunk, offset=0)
     result = runner(build_suite(spec), result_id)(first_chunk)
     result_dict = result.to_json_dict()
     rows = len(first_chunk)
@@ -208,7 +212,7 @@ def validate_chunks(
         )
         own.add(chunk, offset=rows)
         if keys is not None:
-            keys.add(chunk)
+            keys.add(chunk, offset=rows)
         later.append(check_chunk(chunk).to_json_dict())
         nan_columns |= _float_columns(chunk)
         rows += len(chunk)

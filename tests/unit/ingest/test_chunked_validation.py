@@ -15,7 +15,13 @@ import pytest
 
 from airloop.core.spec import ModelSpec, load_spec
 from airloop.ingest.chunk_results import KeyDuplicates, map_result
-from airloop.ingest.landing import find_delivery, parquet_chunks, partition_dir, read_partition
+from airloop.ingest.landing import (
+    UnreadableChunk,
+    find_delivery,
+    parquet_chunks,
+    partition_dir,
+    read_partition,
+)
 from airloop.ingest.validation import validate_chunks, validate_frame
 from airloop.local.demo.replay import day_frame
 
@@ -217,15 +223,15 @@ def test_key_hashes_find_repeats_across_chunks_and_skip_rows_without_a_key():
         pd.DataFrame({"a": ["y", "z", None], "b": [2, 3, None], "c": 0}, index=[3, 4, 5]),
     ]
     keys = KeyDuplicates(["a", "b"])
-    for chunk in chunks:
-        keys.add(chunk)
+    for offset, chunk in zip((0, 3), chunks, strict=True):
+        keys.add(chunk, offset)
     assert list(keys.repeated()) == [1, 3]
     candidates = keys.candidates(chunks)
     assert list(candidates.index) == [1, 3]
     assert candidates.to_dict("list") == {"a": ["y", "y"], "b": [2, 2]}
     assert keys.missing == 2
     single = KeyDuplicates(["a"])
-    single.add(pd.DataFrame({"a": [1, 2, 3]}))
+    single.add(pd.DataFrame({"a": [1, 2, 3]}), 0)
     assert single.candidates([]) is None
 
 
@@ -234,3 +240,97 @@ def test_the_result_fields_are_gx_s_for_an_empty_and_a_full_count():
     full = map_result(4, 3, 1, ["q"], [2], with_missing=True)
     assert full["missing_percent"] == 25.0 and full["unexpected_percent"] == pytest.approx(100 / 3)
     assert full["partial_unexpected_counts"] == [{"value": "q", "count": 1}]
+
+
+def _files(frames: list[pd.DataFrame], landing: Path, schemas: list | None = None) -> None:
+    """Each frame as one Parquet file of the delivery, with its own Arrow schema if given (writers differ)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = partition_dir(landing, PARTITION)
+    folder.mkdir(parents=True)
+    for number, frame in enumerate(frames):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if schemas is not None:
+            table = table.cast(schemas[number])
+        pq.write_table(table, folder / f"part-{number}.parquet")
+
+
+def _judged_both_ways(spec: ModelSpec, tmp_path: Path, chunk_rows: int = 7):
+    landed = find_delivery(spec, tmp_path / "landing", PARTITION)
+    whole, problems = read_partition(spec, landed)
+    assert not problems
+    chunks, problems = parquet_chunks(spec, landed, chunk_rows)
+    assert chunks is not None and not problems
+    kwargs = {"batch_key": PARTITION, "results_dir": tmp_path / "results", "interval": INTERVAL}
+    return validate_frame(whole, spec, **kwargs), validate_chunks(
+        chunks.frames(), spec, key_columns=chunks.frames, **kwargs
+    )
+
+
+@pytest.mark.parametrize("column", ["flight", "time_hour"])
+def test_a_key_repeated_across_files_that_hold_it_in_different_types_is_found(tmp_path, column):
+    import pyarrow as pa
+
+    frame = _frame()
+    first, second = frame.iloc[:20], frame.iloc[20:].copy()
+    second.iloc[5] = first.iloc[3]  # the same key in the second file
+    schema = pa.Schema.from_pandas(first, preserve_index=False)
+    other = schema.set(
+        schema.get_field_index(column),
+        pa.field(column, pa.int32() if column == "flight" else pa.timestamp("ms", tz="UTC")),
+    )
+    _files([first, second], tmp_path / "landing", [schema, other])
+    whole, chunked = _judged_both_ways(_spec(), tmp_path)
+    assert whole.failures[0].startswith("key (carrier, flight): 2 row(s) share their key")
+    assert chunked.failures == whole.failures
+    assert _checks(chunked) == _checks(whole)
+
+
+def test_times_as_text_that_parse_per_chunk_but_not_per_file_are_judged_as_a_whole_read_judges_them(tmp_path):
+    frame = _frame()
+    text = frame["time_hour"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    # The first 21 rows without a zone, the rest with one: each chunk of 7 parses, the file's column does not.
+    frame["time_hour"] = text.where(frame.index < 21, text + "Z")
+    _files([frame], tmp_path / "landing")
+    whole, chunked = _judged_both_ways(_spec(), tmp_path)
+    assert not whole.passed and any("expected timestamp" in f for f in whole.failures)
+    assert chunked.failures == whole.failures
+
+
+def test_a_frame_with_any_index_is_validated_whole(tmp_path):
+    frame = _frame().set_axis([f"r{i}" for i in range(40)])
+    outcome = validate_frame(frame, _spec(), batch_key=PARTITION, results_dir=tmp_path)
+    assert outcome.passed, outcome.failures
+
+
+def test_a_file_that_fails_part_way_is_named_not_a_crash(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    landing = tmp_path / "landing"
+    folder = partition_dir(landing, PARTITION)
+    folder.mkdir(parents=True)
+    frame = _frame()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "a.parquet", row_group_size=10)
+    data = bytearray((folder / "a.parquet").read_bytes())
+    data[200:600] = bytes(400)  # pages of the first row groups overwritten; the footer intact
+    (folder / "a.parquet").write_bytes(bytes(data))
+    spec = _spec()
+    chunks, problems = parquet_chunks(spec, find_delivery(spec, landing, PARTITION), 7)
+    assert chunks is not None and not problems
+    with pytest.raises(UnreadableChunk, match=r"^file a\.parquet: cannot be read as parquet: "):
+        validate_chunks(
+            chunks.frames(), spec, batch_key=PARTITION, results_dir=tmp_path, key_columns=chunks.frames
+        )
+
+
+def test_a_footer_that_cannot_be_read_is_named_at_once(tmp_path):
+    landing = tmp_path / "landing"
+    _deliver(_frame(), landing, files=2)
+    part = partition_dir(landing, PARTITION) / "part-1.parquet"
+    part.write_bytes(part.read_bytes()[:-20])
+    spec = _spec()
+    chunks, problems = parquet_chunks(spec, find_delivery(spec, landing, PARTITION), 7)
+    assert chunks is None
+    assert len(problems) == 1 and problems[0].startswith("file part-1.parquet: cannot be read as parquet: ")
