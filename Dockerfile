@@ -20,6 +20,7 @@ RUN pip install --no-deps -r /opt/airloop/requirements-runtime.lock
 
 COPY --chown=airflow:root include /opt/airloop/include
 COPY --chown=airflow:root dags /opt/airloop/dags
+COPY --chown=airflow:root plugins /opt/airloop/plugins
 COPY --chown=airflow:root config /opt/airloop/config
 COPY --chown=airflow:root deploy /opt/airloop/deploy
 # Editable, so airloop finds config/ and dags/ beside its code; compiled, so no task process compiles it.

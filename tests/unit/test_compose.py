@@ -207,7 +207,7 @@ def test_the_image_is_the_official_airflow_image_of_the_lock_with_airloop_instal
     [base] = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert base == f"apache/airflow:{airflow}-python3.11"
     assert "pip install --no-deps -r /opt/airloop/requirements-runtime.lock" in dockerfile
-    for folder in ("include", "dags", "config", "deploy"):
+    for folder in ("include", "dags", "plugins", "config", "deploy"):
         assert f"COPY --chown=airflow:root {folder} /opt/airloop/{folder}" in dockerfile
 
 
