@@ -16,6 +16,7 @@ import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -316,7 +317,7 @@ def read_partition(spec: ModelSpec, landed: PartitionFiles) -> tuple[pd.DataFram
                 pd.read_parquet(file) if fmt == "parquet" else pd.read_csv(file, low_memory=False, dtype=text)
             )
         except Exception as exc:  # noqa: BLE001 - any parser error is a property of the received file
-            problems.append(f"file {name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}")
+            problems.append(_unreadable(name, fmt, exc))
             continue
         if manifest is not None and (wrong := row_problem(manifest, name, len(frame))):
             problems.append(wrong)
@@ -349,7 +350,7 @@ class ParquetChunks:
         import pyarrow.parquet as pq
 
         zone = self.spec.contract.timezone
-        left = self._times_left_as_read()
+        left = self._times_left_as_read
         wanted = set(columns) if columns is not None else None
         timestamps = [
             c.name
@@ -371,15 +372,15 @@ class ParquetChunks:
                     offset += len(frame)
                     yield parse_timestamps(plain_values(frame), timestamps, zone)
             except Exception as exc:  # noqa: BLE001 - any reader error is a property of the received file
-                raise UnreadableChunk(
-                    f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise UnreadableChunk(_unreadable(name, "parquet", exc)) from exc
 
+    @cached_property
     def _times_left_as_read(self) -> set[str]:
         """The timestamp columns that :func:`read_partition` would leave as read (text that is no time, local times
         the zone cannot place): it parses each file's column whole, so each file's column is read alone and parsed
         whole here too (one column, not the file), and a column any file leaves as read stays as read in every
-        chunk, for the type check to name. Columns the files hold as instants need no look."""
+        chunk, for the type check to name. Columns the files hold as instants need no look. Looked at once per
+        delivery, whatever the passes over it (validation, the key's second look, the load)."""
         import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -403,9 +404,7 @@ class ParquetChunks:
                     continue
                 frame = parquet.read(columns=columns).to_pandas()
             except Exception as exc:  # noqa: BLE001 - any reader error is a property of the received file
-                raise UnreadableChunk(
-                    f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise UnreadableChunk(_unreadable(name, "parquet", exc)) from exc
             frame = parse_timestamps(plain_values(frame), columns, self.spec.contract.timezone)
             left |= {c for c in columns if not isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
         return left
@@ -413,6 +412,11 @@ class ParquetChunks:
 
 class UnreadableChunk(SourceError):
     """A file of a delivery read in chunks failed part-way (the message names it)."""
+
+
+def _unreadable(name: str, fmt: str, exc: Exception) -> str:
+    """The problem of a data file its reader refused, naming the file and the reader's error."""
+    return f"file {name}: cannot be read as {fmt}: {type(exc).__name__}: {exc}"
 
 
 def parquet_chunks(
@@ -436,7 +440,7 @@ def parquet_chunks(
             footers.append((name, parquet.metadata.num_rows, columns))
     except Exception as exc:  # noqa: BLE001 - any reader error is a property of the received file
         # Named at once: a whole read would load every other file before it reached this one.
-        return None, [f"file {name}: cannot be read as parquet: {type(exc).__name__}: {exc}"]
+        return None, [_unreadable(name, "parquet", exc)]
     rows = sum(count for _name, count, _columns in footers)
     if rows <= chunk_rows:
         return None, []
